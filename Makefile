@@ -1,0 +1,34 @@
+# strom: every target creates or reuses .venv and installs the project into it.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+# Crash rounds: `make test` runs the default bounded loops; `make soak` runs thousands.
+SOAK_ROUNDS ?= 3000
+
+.PHONY: demo test soak bench bench-quick clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/quickstart.py
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+soak: $(STAMP)
+	STROM_CRASH_ROUNDS=$(SOAK_ROUNDS) $(PY) -m pytest -q -m soak tests/storage/test_crash.py
+
+bench: $(STAMP)
+	$(PY) benchmarks/storage.py
+
+bench-quick: $(STAMP)
+	$(PY) benchmarks/storage.py --quick
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,60 @@
+"""strom: Apache Kafka's model (topics, partitions, offsets, retention) as an embeddable library.
+
+A data directory is a log, the way an SQLite file is a database::
+
+    import strom
+
+    with strom.open("data") as log:
+        log.create_topic("orders", partitions=3)
+        p = log.partition("orders", 0)
+        first = p.append([b"one", b"two"], keys=[b"k1", b"k2"])
+        for offset, timestamp, key, value, headers in p.read_records(first):
+            ...
+"""
+
+from .clock import Clock, ManualClock, SystemClock
+from .codec.batch import RecordBatch
+from .config import TopicConfig, validate_topic_name
+from .errors import (CorruptionError, CorruptMetadataError, CorruptRecordError,
+                     InvalidConfigError, InvalidRecordError, InvalidTopicError, LogClosedError,
+                     OffsetOutOfRangeError, PartitionFailedError, RecordTooLargeError,
+                     StorageError, StromError, TopicExistsError, UnknownTopicError,
+                     UnknownTopicOrPartitionError)
+from .records import PartitionInfo, TopicDescription, TopicInfo
+from .storage import Log, Partition, RecoveryResult, Topic
+from .storage import open_log as open
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "open",
+    "Log",
+    "Topic",
+    "Partition",
+    "RecordBatch",
+    "RecoveryResult",
+    "TopicConfig",
+    "TopicInfo",
+    "TopicDescription",
+    "PartitionInfo",
+    "validate_topic_name",
+    "Clock",
+    "SystemClock",
+    "ManualClock",
+    "StromError",
+    "InvalidTopicError",
+    "InvalidConfigError",
+    "InvalidRecordError",
+    "RecordTooLargeError",
+    "TopicExistsError",
+    "UnknownTopicError",
+    "UnknownTopicOrPartitionError",
+    "OffsetOutOfRangeError",
+    "LogClosedError",
+    "CorruptionError",
+    "CorruptRecordError",
+    "CorruptMetadataError",
+    "StorageError",
+    "PartitionFailedError",
+    "__version__",
+]

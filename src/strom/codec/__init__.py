@@ -1,0 +1,1 @@
+"""Pure codecs: bytes <-> record batches (docs/format.md)."""

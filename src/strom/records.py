@@ -1,0 +1,44 @@
+"""Value objects of the public API: frozen, slotted, no behaviour."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+__all__ = ["TopicInfo", "TopicDescription", "PartitionInfo"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PartitionInfo:
+    """A snapshot of one partition's extent."""
+
+    partition: int
+    log_start_offset: int
+    log_end_offset: int
+    size_bytes: int
+    segments: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TopicInfo:
+    """A topic's identity: name, partition count and the config it overrides."""
+
+    name: str
+    partitions: int
+    config: dict[str, Any]
+    topic_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TopicDescription:
+    """A topic in full: every config value and every partition's extent."""
+
+    name: str
+    topic_id: str
+    config: dict[str, Any]
+    partitions: tuple[PartitionInfo, ...]
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes on disk over all partitions."""
+        return sum(p.size_bytes for p in self.partitions)

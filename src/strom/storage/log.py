@@ -1,0 +1,363 @@
+"""The Log: a data directory of topics, each a folder of partitions.
+
+Layout (docs/format.md has every byte)::
+
+    data/
+      ~strom.json             marker: format version, creation time
+      ~strom.lock             flock taken to create, alter or delete topics
+      orders/                 one folder per topic, named as the topic
+        topic.json            partitions, config overrides, topic id
+        0/  1/  2/            one folder per partition (see partition.py)
+
+Topic names follow Kafka's rule (``[A-Za-z0-9._-]``), so every name holding
+``~`` is strom's own: the marker files, and the transient folders
+``<topic>~creating~<id>`` and ``<topic>~deleted~<id>``.  A topic is created
+whole in a ``~creating~`` folder and renamed into place, and deleted by
+renaming it aside first, so a crash never leaves half a topic under a real
+name; leftovers are removed at the next open.
+
+Several processes may open one directory.  Each sees topics that others
+create or delete at its next :meth:`Log.topics` (or a lookup of an unknown
+name), and config changes when topic.json changes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from typing import Any, Iterator, Mapping
+
+from ..clock import Clock, SystemClock
+from ..config import MAX_PARTITIONS, TopicConfig, validate_topic_name
+from ..errors import (CorruptMetadataError, InvalidConfigError, LogClosedError, StorageError,
+                      StromError, TopicExistsError, UnknownTopicOrPartitionError)
+from ..records import TopicDescription, TopicInfo
+from .checkpoint import read_meta, write_meta
+from .fs import OS_FS, FileSystem
+from .partition import Partition
+from .segment import segment_name
+
+__all__ = ["Log", "Topic", "open_log", "FORMAT_VERSION"]
+
+FORMAT_VERSION = 1
+LOG_META = "~strom.json"
+LOG_LOCK = "~strom.lock"
+TOPIC_META = "topic.json"
+
+
+class Topic:
+    """A topic: its config and its partitions (opened and recovered eagerly)."""
+
+    def __init__(self, log: Log, name: str, meta: dict[str, Any], stamp: tuple[int, int]) -> None:
+        self.name = name
+        self.path = os.path.join(log.path, name)
+        self.topic_id = str(meta.get("topic_id", ""))
+        self.config = TopicConfig.from_kafka(meta.get("config") or {})
+        self.stamp = stamp  # (inode, mtime_ns) of topic.json when read
+        count = meta.get("partitions")
+        if not isinstance(count, int) or not 1 <= count <= MAX_PARTITIONS:
+            raise CorruptMetadataError(f"topic {name!r} has an invalid partition count {count!r}",
+                                       path=os.path.join(self.path, TOPIC_META))
+        self.partitions = [
+            Partition(log.fs, os.path.join(self.path, str(i)), name, i, self.config, log.clock,
+                      repair=log.repair_on_open)
+            for i in range(count)]
+
+    def info(self) -> TopicInfo:
+        """Name, partition count, config overrides and id."""
+        return TopicInfo(self.name, len(self.partitions), self.config.overrides(), self.topic_id)
+
+    def set_config(self, config: TopicConfig) -> None:
+        """Use a new config for this topic and its partitions."""
+        self.config = config
+        for p in self.partitions:
+            p.config = config
+
+    def close(self) -> None:
+        """Close every partition."""
+        for p in self.partitions:
+            p.close()
+
+
+class Log:
+    """A data directory of topics; open with :func:`strom.open`.
+
+    A context manager; thread-safe; several processes may open the same
+    directory at once.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, clock: Clock | None = None,
+                 fs: FileSystem | None = None, repair: bool = False) -> None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a str or os.PathLike, not {type(path).__name__}")
+        self.path = os.path.abspath(os.fspath(path))
+        self.fs = fs or OS_FS
+        self.clock = clock or SystemClock()
+        self.repair_on_open = repair
+        self._lock = threading.RLock()
+        self._topics: dict[str, Topic] = {}
+        self._closed = False
+        fs = self.fs
+        if fs.exists(self.path) and not fs.isdir(self.path):
+            raise StorageError(f"data directory {self.path!r} exists and is not a directory",
+                               path=self.path)
+        try:
+            fs.makedirs(self.path)
+            self._meta_lock = fs.lock(os.path.join(self.path, LOG_LOCK))
+        except OSError as exc:
+            raise StorageError(f"cannot open data directory {self.path!r}: {exc.strerror}",
+                               errno=exc.errno, path=self.path) from exc
+        try:
+            with self._meta_lock:
+                self._init_marker()
+                self._remove_leftovers()
+                self._refresh()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- housekeeping ----------------------------------------------------------
+
+    def _init_marker(self) -> None:
+        path = os.path.join(self.path, LOG_META)
+        try:
+            meta = read_meta(self.fs, path, "log")
+        except FileNotFoundError:
+            write_meta(self.fs, path, "log",
+                       {"format_version": FORMAT_VERSION, "created_ms": self.clock.time_ms()})
+            return
+        version = meta.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise StromError(f"{self.path!r} was written in format version {version!r}; this strom "
+                             f"reads up to {FORMAT_VERSION}")
+
+    def _remove_leftovers(self) -> None:
+        for name in self.fs.listdir(self.path):
+            if "~creating~" in name or "~deleted~" in name:
+                self.fs.rmtree(os.path.join(self.path, name))
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LogClosedError(f"log {self.path!r} is closed")
+
+    def _stamp(self, name: str) -> tuple[int, int] | None:
+        try:
+            st = os.stat(os.path.join(self.path, name, TOPIC_META))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return st.st_ino, st.st_mtime_ns
+
+    def _load_topic(self, name: str, stamp: tuple[int, int]) -> Topic:
+        meta = read_meta(self.fs, os.path.join(self.path, name, TOPIC_META), "topic")
+        if meta.get("name") != name:
+            raise CorruptMetadataError(f"topic folder {name!r} holds metadata for {meta.get('name')!r}",
+                                       path=os.path.join(self.path, name, TOPIC_META))
+        return Topic(self, name, meta, stamp)
+
+    def _refresh(self) -> None:
+        """Match the in-memory topics with the directory (other processes may have changed it)."""
+        with self._lock:
+            seen = set()
+            for name in self.fs.listdir(self.path):
+                if "~" in name or name.startswith("."):
+                    continue
+                if self.fs.islink(os.path.join(self.path, name)):
+                    continue  # never follow a link out of the data directory
+                stamp = self._stamp(name)
+                if stamp is None:
+                    continue
+                seen.add(name)
+                topic = self._topics.get(name)
+                if topic is None:
+                    self._topics[name] = self._load_topic(name, stamp)
+                elif topic.stamp != stamp:
+                    meta = read_meta(self.fs, os.path.join(self.path, name, TOPIC_META), "topic")
+                    if str(meta.get("topic_id", "")) != topic.topic_id:  # deleted and re-created
+                        topic.close()
+                        self._topics[name] = Topic(self, name, meta, stamp)
+                    else:
+                        topic.set_config(TopicConfig.from_kafka(meta.get("config") or {}))
+                        topic.stamp = stamp
+            for name in list(self._topics):
+                if name not in seen:
+                    self._topics.pop(name).close()
+
+    def _topic(self, name: str) -> Topic:
+        self._check_open()
+        topic = self._topics.get(name)
+        if topic is None:
+            validate_topic_name(name)
+            self._refresh()
+            topic = self._topics.get(name)
+            if topic is None:
+                raise UnknownTopicOrPartitionError(f"unknown topic {name!r}")
+        return topic
+
+    # -- topics ------------------------------------------------------------------
+
+    def topics(self) -> dict[str, TopicInfo]:
+        """Every topic, by name."""
+        self._check_open()
+        self._refresh()
+        with self._lock:
+            return {name: t.info() for name, t in sorted(self._topics.items())}
+
+    def topic(self, name: str) -> Topic:
+        """The Topic object for ``name`` (UnknownTopicOrPartitionError if missing)."""
+        return self._topic(name)
+
+    def create_topic(self, name: str, partitions: int = 1,
+                     config: Mapping[str, Any] | None = None) -> TopicInfo:
+        """Create a topic with ``partitions`` partitions and Kafka-named ``config`` overrides.
+
+        Raises TopicExistsError if it exists, InvalidTopicError for a bad
+        name and InvalidConfigError for a bad config.
+        """
+        self._check_open()
+        validate_topic_name(name)
+        if not isinstance(partitions, int) or isinstance(partitions, bool) or not (
+                1 <= partitions <= MAX_PARTITIONS):
+            raise InvalidConfigError(f"partitions must be an int from 1 to {MAX_PARTITIONS}, "
+                                     f"not {partitions!r}")
+        topic_config = TopicConfig.from_kafka(config)
+        fs = self.fs
+        with self._lock, self._meta_lock:
+            self._refresh()
+            final = os.path.join(self.path, name)
+            if name in self._topics or fs.exists(final):
+                raise TopicExistsError(f"topic {name!r} already exists")
+            tmp = os.path.join(self.path, f"{name}~creating~{uuid.uuid4().hex[:12]}")
+            try:
+                fs.mkdir(tmp)
+                write_meta(fs, os.path.join(tmp, TOPIC_META), "topic", {
+                    "name": name, "partitions": partitions, "config": topic_config.overrides(),
+                    "topic_id": uuid.uuid4().hex, "created_ms": self.clock.time_ms()})
+                for i in range(partitions):
+                    pdir = os.path.join(tmp, str(i))
+                    fs.mkdir(pdir)
+                    fs.open(os.path.join(pdir, segment_name(0)), write=True, create=True).close()
+                    fs.fsync_dir(pdir)
+                fs.fsync_dir(tmp)
+                fs.rename(tmp, final)
+                fs.fsync_dir(self.path)
+            except OSError as exc:
+                fs.rmtree(tmp)
+                raise StorageError(f"creating topic {name!r} failed: {exc.strerror}",
+                                   errno=exc.errno, path=final) from exc
+            stamp = self._stamp(name)
+            assert stamp is not None
+            topic = self._topics[name] = self._load_topic(name, stamp)
+            return topic.info()
+
+    def describe_topic(self, name: str) -> TopicDescription:
+        """Config (every value) and each partition's start/end offsets and size."""
+        topic = self._topic(name)
+        return TopicDescription(topic.name, topic.topic_id, topic.config.to_kafka(),
+                                tuple(p.info() for p in topic.partitions))
+
+    def alter_topic(self, name: str, config: Mapping[str, Any]) -> TopicInfo:
+        """Change some of a topic's config (the keys given; the rest stay)."""
+        self._check_open()
+        with self._lock, self._meta_lock:
+            topic = self._topic(name)
+            new = TopicConfig.from_kafka(config, base=topic.config)
+            path = os.path.join(topic.path, TOPIC_META)
+            meta = read_meta(self.fs, path, "topic")
+            meta["config"] = new.overrides()
+            write_meta(self.fs, path, "topic", meta)
+            topic.set_config(new)
+            topic.stamp = self._stamp(name) or topic.stamp
+            return topic.info()
+
+    def delete_topic(self, name: str) -> None:
+        """Delete a topic and all its data."""
+        self._check_open()
+        with self._lock, self._meta_lock:
+            topic = self._topic(name)
+            topic.close()
+            self._topics.pop(name, None)
+            aside = os.path.join(self.path, f"{name}~deleted~{uuid.uuid4().hex[:12]}")
+            try:
+                self.fs.rename(topic.path, aside)
+                self.fs.fsync_dir(self.path)
+                self.fs.rmtree(aside)
+            except OSError as exc:
+                raise StorageError(f"deleting topic {name!r} failed: {exc.strerror}",
+                                   errno=exc.errno, path=topic.path) from exc
+
+    # -- partitions --------------------------------------------------------------
+
+    def partition(self, topic: str, partition: int) -> Partition:
+        """The Partition ``partition`` of ``topic``."""
+        t = self._topic(topic)
+        if not isinstance(partition, int) or isinstance(partition, bool) or not (
+                0 <= partition < len(t.partitions)):
+            raise UnknownTopicOrPartitionError(
+                f"topic {topic!r} has partitions 0..{len(t.partitions) - 1}, not {partition!r}")
+        return t.partitions[partition]
+
+    def partitions(self) -> Iterator[Partition]:
+        """Every partition of every topic."""
+        self._check_open()
+        with self._lock:
+            topics = list(self._topics.values())
+        for t in topics:
+            yield from t.partitions
+
+    def enforce_retention(self, now_ms: int | None = None) -> int:
+        """Apply retention.ms / retention.bytes to every topic now; returns segments deleted.
+
+        Retention also runs whenever a segment rolls.
+        """
+        self._check_open()
+        self._refresh()
+        return sum(p.delete_old_segments(now_ms) for p in self.partitions())
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Write recovery points and release every file (idempotent)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            errors = []
+            for t in self._topics.values():
+                try:
+                    t.close()
+                except StromError as exc:  # close the rest; report the first
+                    errors.append(exc)
+            self._topics.clear()
+            lock = getattr(self, "_meta_lock", None)
+            if lock is not None:
+                lock.close()
+            if errors:
+                raise errors[0]
+
+    @property
+    def closed(self) -> bool:
+        """True after close()."""
+        return self._closed
+
+    def __enter__(self) -> Log:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<strom.Log {self.path!r} topics={len(self._topics)}>"
+
+
+def open_log(path: str | os.PathLike[str], *, clock: Clock | None = None,
+             fs: FileSystem | None = None, repair: bool = False) -> Log:
+    """Open (creating if needed) the data directory at ``path``.
+
+    ``repair=True`` checks every segment from the start instead of from the
+    recovery point and truncates at the first invalid batch: for a log whose
+    damage lies below the recovery point.
+    """
+    if isinstance(path, str) and path == ":memory:":
+        raise StromError("in-memory logs (':memory:') are not available yet; give a directory")
+    return Log(path, clock=clock, fs=fs, repair=repair)
