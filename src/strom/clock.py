@@ -16,7 +16,9 @@ __all__ = ["Clock", "SystemClock", "ManualClock"]
 class Clock(Protocol):
     """Anything with ``time_ms()`` returning milliseconds since the Unix epoch."""
 
-    def time_ms(self) -> int: ...
+    def time_ms(self) -> int:
+        """Milliseconds since the Unix epoch."""
+        ...
 
 
 class SystemClock:

@@ -79,8 +79,10 @@ __all__ = ["Partition", "RecoveryResult", "CHECKPOINT_INTERVAL_BYTES",
 CHECKPOINT_INTERVAL_BYTES = 16 * 1024 * 1024
 #: Default byte budget of one read (Kafka's max.partition.fetch.bytes).
 DEFAULT_FETCH_BYTES = 1024 * 1024
-#: The lock file's hint: active segment base offset, log start offset, epoch.
-HINT = struct.Struct("<qqq")
+#: The lock file's hint: active segment base offset, log start offset, epoch
+#: (bumped by every change of the segment list), truncations (bumped when
+#: valid batches are removed from the active segment: truncate_to, repair).
+HINT = struct.Struct("<qqqq")
 #: Accepted acks values (Kafka's): 0 and 1 write to the OS, "all"/-1 also fsync.
 ACKS = (0, 1, "all", -1)
 _U32 = 2**32 - 1
@@ -127,6 +129,7 @@ class Partition:
         self._bases: list[int] = []
         self._end_offset = 0
         self._epoch = 0
+        self._truncations = 0
         self._checkpoint: tuple[int, int, int] | None = None
         self._durable: tuple[Segment | None, int] = (None, 0)
         self._failed: StromError | None = None
@@ -159,11 +162,16 @@ class Partition:
         seg.index_interval = self.config.index_interval_bytes
         return seg
 
-    def _publish_hint(self) -> None:
-        self._epoch += 1
-        self._flock.write_hint(HINT.pack(self._segments[-1].base_offset, self._bases[0], self._epoch))
+    def _publish_hint(self, *, truncated: bool = False) -> None:
+        """Tell other processes the segment list changed (both locks held)."""
+        hint = self._read_hint()
+        epoch, truncations = (hint[2], hint[3]) if hint is not None else (0, 0)
+        self._epoch = max(epoch, self._epoch) + 1
+        self._truncations = max(truncations, self._truncations) + (1 if truncated else 0)
+        self._flock.write_hint(HINT.pack(self._segments[-1].base_offset, self._bases[0],
+                                         self._epoch, self._truncations))
 
-    def _read_hint(self) -> tuple[int, int, int] | None:
+    def _read_hint(self) -> tuple[int, int, int, int] | None:
         raw = self._flock.read_hint(HINT.size)
         return HINT.unpack(raw) if len(raw) == HINT.size else None
 
@@ -301,7 +309,8 @@ class Partition:
             self._write_checkpoint(active.base_offset, active.size, self._end_offset)
         else:
             self._checkpoint = cp
-        self._publish_hint()
+        # A full scan (repair) may remove batches other processes have read.
+        self._publish_hint(truncated=full and bool(truncated))
         return RecoveryResult(scanned, truncated, deleted, cp is None)
 
     def repair(self) -> RecoveryResult:
@@ -337,9 +346,12 @@ class Partition:
             gone.drop_files()
         for seg in segs[:-1]:
             try:
-                seg.size = self.fs.file_size(seg.log_path)
+                size = self.fs.file_size(seg.log_path)
             except FileNotFoundError:
-                seg.size = 0
+                size = 0
+            if seg is old_active or size != seg.size:
+                seg.forget_indexes()  # sealed elsewhere: its index files are now the complete ones
+            seg.size = size
         active = segs[-1]
         if active is not old_active or rescan_active:
             try:
@@ -365,10 +377,12 @@ class Partition:
         dead writer is cut off; without it, the tail is only not read.
         """
         hint = self._read_hint()
-        if hint is not None and hint[2] != self._epoch:
-            self._epoch = hint[2]
-            if hint[0] != self._segments[-1].base_offset or hint[1] != self._bases[0]:
-                self._reload_segments()
+        if hint is not None and (hint[2] != self._epoch or hint[3] != self._truncations):
+            # Another process rolled, deleted or truncated: our view of the
+            # active segment is stale only if valid batches were removed.
+            rescan = hint[3] != self._truncations
+            self._epoch, self._truncations = hint[2], hint[3]
+            self._reload_segments(rescan_active=rescan)
         active = self._segments[-1]
         try:
             f = active.writer() if locked else active.reader()
@@ -822,7 +836,7 @@ class Partition:
             if cp is None or (cp[0], cp[1]) > (seg.base_offset, cut_pos):
                 seg.save_indexes()
                 self._write_checkpoint(seg.base_offset, cut_pos, self._end_offset)
-            self._publish_hint()
+            self._publish_hint(truncated=True)
             return self._end_offset
 
     # -- checking, describing, closing ----------------------------------------

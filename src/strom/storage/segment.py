@@ -141,6 +141,13 @@ class Segment:
         if tmax is not None and (self.max_timestamp is None or tmax > self.max_timestamp):
             self.max_timestamp = tmax
 
+    def forget_indexes(self) -> None:
+        """Drop the in-memory indexes (another process sealed this segment and wrote its files)."""
+        self._index = None
+        self._timeindex = None
+        self.max_timestamp = None
+        self.next_offset = None
+
     def load_indexes(self) -> None:
         """Load both index files, rebuilding from the segment if either fails its checks."""
         try:
