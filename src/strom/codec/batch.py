@@ -159,9 +159,12 @@ def _check_headers(headers: Sequence[Any], count: int) -> list[Any] | None:
     out: list[Any] = []
     any_header = False
     for h in headers:
-        if not h:
+        if h is None or (isinstance(h, (list, tuple)) and not h):
             out.append(None)
             continue
+        if not isinstance(h, (list, tuple)):
+            raise InvalidRecordError(
+                f"each record's headers must be a list of (str, bytes) pairs or None, not {h!r}")
         pairs = []
         for pair in h:
             try:
@@ -199,30 +202,40 @@ def encode_payload(values: Sequence[bytes | None], keys: Sequence[bytes | None] 
             keys = None
     if headers is not None:
         headers = _check_headers(headers, count)
-    if isinstance(timestamps, int) and not isinstance(timestamps, bool):
-        first_ts = max_ts = timestamps
+    if type(timestamps) is int:
+        first_ts = max_ts = min_ts = timestamps
         ts_deltas = None
     else:
+        if not isinstance(timestamps, Sequence) or isinstance(timestamps, (str, bytes)):
+            raise InvalidRecordError(
+                f"timestamps must be an int or a sequence of ints, not {type(timestamps).__name__}")
         if len(timestamps) != count or count == 0:
             raise InvalidRecordError(f"timestamps has {len(timestamps)} entries for {count} values")
         if set(map(type, timestamps)) != {int}:
             raise InvalidRecordError("timestamps must be ints (milliseconds)")
         first_ts = timestamps[0]
         max_ts = max(timestamps)
-        ts_deltas = None if (max_ts == first_ts and min(timestamps) == first_ts) else \
+        min_ts = min(timestamps)
+        ts_deltas = None if (max_ts == first_ts and min_ts == first_ts) else \
             list(map(first_ts.__rsub__, timestamps))
-    if not (_INT64_MIN <= first_ts <= _INT64_MAX and _INT64_MIN <= max_ts <= _INT64_MAX):
+    if not (_INT64_MIN <= min_ts and max_ts <= _INT64_MAX):
         raise InvalidRecordError("timestamps must fit in a signed 64-bit integer")
     if offset_deltas is None:
         last_delta = count - 1 if count else 0
     else:
-        if len(offset_deltas) != count:
-            raise InvalidRecordError("offset_deltas must have one entry per value")
+        if not isinstance(offset_deltas, Sequence) or len(offset_deltas) != count:
+            raise InvalidRecordError("offset_deltas must be a sequence with one entry per value")
+        if count and (set(map(type, offset_deltas)) != {int} or offset_deltas[0] < 0
+                      or not all(map(int.__lt__, offset_deltas, offset_deltas[1:]))):
+            raise InvalidRecordError("offset_deltas must be strictly increasing ints >= 0")
         last_delta = offset_deltas[-1] if count else 0
-        if count and offset_deltas[0] < 0:
-            raise InvalidRecordError("offset_deltas must be >= 0")
     if last_delta > _UINT32_MAX:
         raise RecordTooLargeError("a batch may span at most 2**32 offsets")
+    for name, value, lo, hi in (("producer_id", producer_id, _INT64_MIN, _INT64_MAX),
+                                ("producer_epoch", producer_epoch, -(2**15), 2**15 - 1),
+                                ("base_sequence", base_sequence, -(2**31), 2**31 - 1)):
+        if type(value) is not int or not lo <= value <= hi:
+            raise InvalidRecordError(f"{name} must be an int in [{lo}, {hi}], not {value!r}")
     try:
         raw = msgpack.packb([keys, values, ts_deltas, headers, offset_deltas], use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as exc:
@@ -325,6 +338,14 @@ class RecordBatch:
         """The payload after decompression."""
         payload = self._payload
         if self.attributes & COMPRESSION_MASK == COMPRESSION_ZSTD:
+            # zstandard trusts the frame's own content size over max_output_size,
+            # so a crafted frame is checked against raw_size before it is inflated.
+            try:
+                declared = zstandard.frame_content_size(payload)
+            except zstandard.ZstdError as exc:
+                raise self._corrupt(f"zstd frame header is invalid: {exc}") from None
+            if declared not in (-1, self.raw_size):
+                raise self._corrupt(f"zstd frame declares {declared} bytes, raw_size is {self.raw_size}")
             try:
                 payload = _zstd_decompressor().decompress(payload, max_output_size=self.raw_size)
             except zstandard.ZstdError as exc:
@@ -357,7 +378,8 @@ class RecordBatch:
             offsets: Sequence[int] = range(base, base + n)
         else:
             if not isinstance(offset_deltas, list) or len(offset_deltas) != n or (
-                    n and offset_deltas[-1] != self.last_offset_delta):
+                    n and (offset_deltas[-1] != self.last_offset_delta
+                           or set(map(type, offset_deltas)) != {int})):
                 raise self._corrupt("offset_deltas column does not match the header")
             offsets = list(map(base.__add__, offset_deltas))
         first = self.first_timestamp
@@ -366,10 +388,9 @@ class RecordBatch:
         else:
             if not isinstance(ts_deltas, list) or len(ts_deltas) != n:
                 raise self._corrupt("timestamp column does not match record_count")
-            try:
-                timestamps = list(map(first.__add__, ts_deltas))
-            except TypeError:
-                raise self._corrupt("timestamp column holds a non-integer") from None
+            if n and set(map(type, ts_deltas)) != {int}:
+                raise self._corrupt("timestamp column holds a non-integer")
+            timestamps = list(map(first.__add__, ts_deltas))
         return BatchColumns(offsets, timestamps, keys, values, headers)
 
     def records(self, start_offset: int | None = None) -> list[tuple]:

@@ -11,7 +11,7 @@ Layout (docs/format.md has every byte)::
 
 Topic names follow Kafka's rule (``[A-Za-z0-9._-]``), so every name holding
 ``~`` is strom's own: the marker files, and the transient folders
-``<topic>~creating~<id>`` and ``<topic>~deleted~<id>``.  A topic is created
+``~creating~<id>`` and ``~deleted~<id>``.  A topic is created
 whole in a ``~creating~`` folder and renamed into place, and deleted by
 renaming it aside first, so a crash never leaves half a topic under a real
 name; leftovers are removed at the next open.
@@ -227,7 +227,9 @@ class Log:
             final = os.path.join(self.path, name)
             if name in self._topics or fs.exists(final):
                 raise TopicExistsError(f"topic {name!r} already exists")
-            tmp = os.path.join(self.path, f"{name}~creating~{uuid.uuid4().hex[:12]}")
+            # Transient names hold no topic name: a 249-char name plus a suffix would pass
+            # the file system's 255-byte limit.
+            tmp = os.path.join(self.path, f"~creating~{uuid.uuid4().hex}")
             try:
                 fs.mkdir(tmp)
                 write_meta(fs, os.path.join(tmp, TOPIC_META), "topic", {
@@ -277,7 +279,7 @@ class Log:
             topic = self._topic(name)
             topic.close()
             self._topics.pop(name, None)
-            aside = os.path.join(self.path, f"{name}~deleted~{uuid.uuid4().hex[:12]}")
+            aside = os.path.join(self.path, f"~deleted~{uuid.uuid4().hex}")
             try:
                 self.fs.rename(topic.path, aside)
                 self.fs.fsync_dir(self.path)
