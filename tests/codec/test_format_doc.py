@@ -39,7 +39,7 @@ from strom.codec.batch import (
 )
 from strom.errors import InvalidRecordError
 from strom.storage import checkpoint
-from strom.storage.index import OFFSET_ENTRY, TIME_ENTRY, OffsetIndex, TimeIndex
+from strom.storage.index import OFFSET_ENTRY, TIME_ENTRY, TRAILER, OffsetIndex, TimeIndex
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC_PATH = ROOT / "docs" / "format.md"
@@ -251,9 +251,10 @@ def test_offset_index_table_matches_the_entry_struct():
     index = OffsetIndex(100)
     index.append(105, 4096)
     fields = {"relative_offset": 5, "position": 4096}
-    assert index.to_bytes() == b"".join(
+    entries = b"".join(
         struct.pack("<" + {v: k for k, v in TYPES.items()}[r["Type"]], fields[r["Field"]])
         for r in rows)
+    assert index.to_bytes() == entries + TRAILER.pack(xxhash.xxh3_64_intdigest(entries))
 
 
 def test_time_index_table_matches_the_entry_struct():
@@ -262,9 +263,17 @@ def test_time_index_table_matches_the_entry_struct():
     index = TimeIndex(100)
     index.maybe_append(1700000000000, 105)
     fields = {"timestamp": 1700000000000, "relative_offset": 5}
-    assert index.to_bytes() == b"".join(
+    entries = b"".join(
         struct.pack("<" + {v: k for k, v in TYPES.items()}[r["Type"]], fields[r["Field"]])
         for r in rows)
+    assert index.to_bytes() == entries + TRAILER.pack(xxhash.xxh3_64_intdigest(entries))
+
+
+def test_index_trailer_row_matches_the_code():
+    rows = table("Index files", "Offset")
+    assert [(r["Offset"], r["Size"], r["Type"], r["Field"]) for r in rows] == [
+        ("8n or 12n", str(TRAILER.size), "u64", "checksum")]
+    assert TRAILER.format == "<Q" and TYPE_SIZES["u64"] == TRAILER.size
 
 
 def test_lock_hint_table_matches_the_partition_code():
@@ -282,7 +291,8 @@ def test_log_marker_format_version():
 
 
 def test_every_layout_table_is_contiguous():
-    layouts = [t for t in _tables(DOC) if t and {"Offset", "Size", "Type"} <= set(t[0])]
+    layouts = [t for t in _tables(DOC) if t and {"Offset", "Size", "Type"} <= set(t[0])
+               and t[0]["Offset"].isdigit()]  # the index trailer sits at 8n or 12n
     assert len(layouts) >= 4  # batch header, lock hint, offset index, time index
     for rows in layouts:
         offset = 0

@@ -9,9 +9,12 @@ to and including the batch that starts at that offset.  An entry is added
 for the first batch of a segment and then whenever ``index.interval.bytes``
 of batches have been written since the last one (Kafka's rule, default 4096).
 
-Neither file has a checksum, as in Kafka: every entry is checked when used
-(the batch at ``position`` must start at the indexed offset), and an index
-that fails a check is rebuilt from its segment.  Index files of sealed
+Each file ends with an 8-byte xxh3_64 of its entries (Kafka's indexes have
+none).  Offset entries could be checked on use alone (the batch at
+``position`` must start at the indexed offset, and it is), but a time
+entry's timestamp decides retention and time lookups and cannot be checked
+without reading every batch before it; a bit flip there would delete fresh
+records.  An index that fails any check is rebuilt from its segment.  Index files of sealed
 segments are written whole at roll (temp file and rename, no fsync: a lost
 index is rebuilt); the active segment's entries live in memory and reach the
 file at roll, checkpoint and close.
@@ -23,11 +26,28 @@ import struct
 from array import array
 from bisect import bisect_right
 
-__all__ = ["OffsetIndex", "TimeIndex", "IndexError_", "OFFSET_ENTRY", "TIME_ENTRY"]
+import xxhash
+
+__all__ = ["OffsetIndex", "TimeIndex", "IndexError_", "OFFSET_ENTRY", "TIME_ENTRY", "TRAILER"]
 
 OFFSET_ENTRY = struct.Struct("<II")
 TIME_ENTRY = struct.Struct("<qI")
-assert OFFSET_ENTRY.size == 8 and TIME_ENTRY.size == 12
+#: Last 8 bytes of both files: xxh3_64 of the entries before it.
+TRAILER = struct.Struct("<Q")
+assert OFFSET_ENTRY.size == 8 and TIME_ENTRY.size == 12 and TRAILER.size == 8
+
+
+def _seal(entries: bytes) -> bytes:
+    return entries + TRAILER.pack(xxhash.xxh3_64_intdigest(entries))
+
+
+def _unseal(data: bytes, entry_size: int) -> bytes:
+    if len(data) < TRAILER.size or (len(data) - TRAILER.size) % entry_size:
+        raise IndexError_(f"index size {len(data)} is not {entry_size} * n + {TRAILER.size}")
+    entries = data[:-TRAILER.size]
+    if xxhash.xxh3_64_intdigest(entries) != TRAILER.unpack_from(data, len(entries))[0]:
+        raise IndexError_("index fails its checksum")
+    return entries
 
 
 class IndexError_(Exception):
@@ -74,16 +94,15 @@ class OffsetIndex:
         del self.positions[:]
 
     def to_bytes(self) -> bytes:
-        """The ``.index`` file contents."""
+        """The ``.index`` file contents: entries, then their checksum."""
         base = self.base_offset
         pack = OFFSET_ENTRY.pack
-        return b"".join(pack(o - base, p) for o, p in zip(self.offsets, self.positions))
+        return _seal(b"".join(pack(o - base, p) for o, p in zip(self.offsets, self.positions)))
 
     @classmethod
     def from_bytes(cls, base_offset: int, data: bytes, segment_size: int) -> OffsetIndex:
         """Parse and check an ``.index`` file; raises IndexError_ if it cannot be trusted."""
-        if len(data) % OFFSET_ENTRY.size:
-            raise IndexError_(f"index size {len(data)} is not a multiple of {OFFSET_ENTRY.size}")
+        data = _unseal(data, OFFSET_ENTRY.size)
         idx = cls(base_offset)
         last_rel = last_pos = -1
         for rel, pos in OFFSET_ENTRY.iter_unpack(data):
@@ -146,16 +165,15 @@ class TimeIndex:
         del self.offsets[:]
 
     def to_bytes(self) -> bytes:
-        """The ``.timeindex`` file contents."""
+        """The ``.timeindex`` file contents: entries, then their checksum."""
         base = self.base_offset
         pack = TIME_ENTRY.pack
-        return b"".join(pack(t, o - base) for t, o in zip(self.timestamps, self.offsets))
+        return _seal(b"".join(pack(t, o - base) for t, o in zip(self.timestamps, self.offsets)))
 
     @classmethod
     def from_bytes(cls, base_offset: int, data: bytes) -> TimeIndex:
         """Parse and check a ``.timeindex`` file; raises IndexError_ if it cannot be trusted."""
-        if len(data) % TIME_ENTRY.size:
-            raise IndexError_(f"time index size {len(data)} is not a multiple of {TIME_ENTRY.size}")
+        data = _unseal(data, TIME_ENTRY.size)
         idx = cls(base_offset)
         last_ts = None
         last_rel = -1

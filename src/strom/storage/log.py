@@ -74,10 +74,10 @@ class Topic:
         for p in self.partitions:
             p.config = config
 
-    def close(self) -> None:
-        """Close every partition."""
+    def close(self, *, discard: bool = False) -> None:
+        """Close every partition (``discard=True``: the topic is gone, write nothing)."""
         for p in self.partitions:
-            p.close()
+            p.close(discard=discard)
 
 
 class Log:
@@ -174,14 +174,14 @@ class Log:
                 elif topic.stamp != stamp:
                     meta = read_meta(self.fs, os.path.join(self.path, name, TOPIC_META), "topic")
                     if str(meta.get("topic_id", "")) != topic.topic_id:  # deleted and re-created
-                        topic.close()
+                        topic.close(discard=True)
                         self._topics[name] = Topic(self, name, meta, stamp)
                     else:
                         topic.set_config(TopicConfig.from_kafka(meta.get("config") or {}))
                         topic.stamp = stamp
             for name in list(self._topics):
-                if name not in seen:
-                    self._topics.pop(name).close()
+                if name not in seen:  # deleted by another process
+                    self._topics.pop(name).close(discard=True)
 
     def _topic(self, name: str) -> Topic:
         self._check_open()

@@ -257,7 +257,9 @@ class Partition:
                     path=segs[start_i].log_path, position=segs[start_i].size)
             start_pos, expected = cp[1], cp[2]
         else:
-            start_i, start_pos, expected = 0, 0, None
+            # No usable recovery point: every sealed segment was fsync'd whole before the
+            # next one was created, so only the newest needs checking -- unless repairing.
+            start_i, start_pos, expected = (0 if full else len(segs) - 1), 0, None
         scanned = truncated = deleted = 0
         for i in range(start_i, len(segs)):
             seg = segs[i]
@@ -684,8 +686,14 @@ class Partition:
             seg = segs[i]
             entry_offset, pos = seg.index.lookup(offset)
             checked = pos == 0
+            last_seen = -1
             while pos < seg.size:
                 batches, end, stop = seg.read_batches(pos, max_bytes)
+                if batches and batches[0].base_offset <= last_seen:
+                    raise CorruptRecordError(f"{self.topic}-{self.partition}: offsets go backwards",
+                                             path=seg.log_path, position=batches[0].position)
+                if batches:
+                    last_seen = batches[-1].last_offset
                 if not checked:
                     checked = True
                     if not batches or batches[0].base_offset != entry_offset:
@@ -870,13 +878,16 @@ class Partition:
         """The segments, oldest first (a copy of the list)."""
         return list(self._segments)
 
-    def close(self) -> None:
-        """Write the recovery point if this process wrote, and release every file."""
+    def close(self, *, discard: bool = False) -> None:
+        """Write the recovery point if this process wrote, and release every file.
+
+        ``discard=True`` only releases the files (the partition was deleted).
+        """
         if self._closed:
             return
         with self._lock:
             try:
-                if self._wrote and self._failed is None:
+                if self._wrote and self._failed is None and not discard:
                     with self._locked():
                         self._sync_tail(locked=True)
                         active = self._segments[-1]

@@ -197,6 +197,10 @@ class Segment:
             self.next_offset = next_offset
         self.bytes_since_index = since
         self.seal_timeindex()
+        try:
+            self.save_indexes()  # so the next open does not rebuild again
+        except OSError:
+            pass  # a cache: a read-only or full disk only costs another rebuild
         return end
 
     def seal_timeindex(self) -> None:
@@ -282,7 +286,7 @@ class Segment:
 
         Returns ``(batches, end_position, stop)``.
         """
-        data = self.read(position, max_bytes)
+        data = self.read(position, max(max_bytes, HEADER_SIZE))
         res = scan(data, base_position=position, path=self.log_path)
         if res.stop == "incomplete" and not res.batches and len(data) >= HEADER_SIZE:
             size = HEADER.unpack_from(data, 0)[1]
@@ -291,4 +295,10 @@ class Segment:
                 res = scan(data, base_position=position, path=self.log_path)
         elif res.stop == "incomplete" and res.batches:
             res = res._replace(stop=None)  # cut by max_bytes, not by damage
-        return res.batches, position + res.end, res.stop
+        batches = res.batches
+        last = self.base_offset - 1
+        for i, b in enumerate(batches):
+            if b.base_offset <= last:  # a batch out of place (e.g. copied over its neighbour)
+                return batches[:i], b.position, "offsets go backwards"
+            last = b.base_offset + b.last_offset_delta
+        return batches, position + res.end, res.stop
