@@ -114,6 +114,8 @@ def _coerce(name: str, spec: _Key, value: Any) -> Any:
     except (TypeError, ValueError):
         raise InvalidConfigError(
             f"{name}: expected {spec.kind.__name__}, got {value!r}") from None
+    if value != value:  # NaN passes every range comparison
+        raise InvalidConfigError(f"{name}: NaN is not a valid value")
     if spec.allow_minus_one and value == -1:
         return value
     if spec.minimum is not None and value < spec.minimum:

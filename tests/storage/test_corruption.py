@@ -608,14 +608,17 @@ def test_random_damage(pristine: Pristine, raw: list[tuple]) -> None:
 
 
 def _time_entries(pristine: Pristine, seg: SegmentLayout) -> list[tuple[int, int]]:
-    data = (pristine.root / TOPIC / "0" / seg.timeindex).read_bytes()
+    data = (pristine.root / TOPIC / "0" / seg.timeindex).read_bytes()[:-8]  # less the trailer
     return [(int.from_bytes(data[i:i + 8], "little", signed=True),
              int.from_bytes(data[i + 8:i + 12], "little")) for i in range(0, len(data), 12)]
 
 
-def _time_file(entries: list[tuple[int, int]]) -> bytes:
-    return b"".join(ts.to_bytes(8, "little", signed=True) + rel.to_bytes(4, "little")
+def _time_file(entries: list[tuple[int, int]], trailer: bytes = bytes(8)) -> bytes:
+    """A time index holding ``entries``, ending with ``trailer`` (by default one that
+    no longer matches: damaged entries, as a disk would leave them)."""
+    data = b"".join(ts.to_bytes(8, "little", signed=True) + rel.to_bytes(4, "little")
                     for ts, rel in entries)
+    return data + trailer
 
 
 def _true_max_ts(pristine: Pristine, seg: SegmentLayout, offset: int) -> int:

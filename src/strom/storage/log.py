@@ -160,7 +160,7 @@ class Log:
         with self._lock:
             seen = set()
             for name in self.fs.listdir(self.path):
-                if "~" in name or name.startswith("."):
+                if "~" in name:  # strom's own files; never a topic (Kafka's name rule)
                     continue
                 if self.fs.islink(os.path.join(self.path, name)):
                     continue  # never follow a link out of the data directory
@@ -185,7 +185,10 @@ class Log:
 
     def _topic(self, name: str) -> Topic:
         self._check_open()
-        topic = self._topics.get(name)
+        try:
+            topic = self._topics.get(name)
+        except TypeError:  # unhashable: certainly not a topic name
+            topic = None
         if topic is None:
             validate_topic_name(name)
             self._refresh()

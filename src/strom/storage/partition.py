@@ -102,8 +102,14 @@ class RecoveryResult:
     full_scan: bool
 
 
+def _check_offset(offset: Any, what: str = "offset") -> int:
+    if type(offset) is not int:
+        raise InvalidRecordError(f"{what} must be an int, not {type(offset).__name__}")
+    return offset
+
+
 def _check_acks(acks: Any) -> bool:
-    if acks not in ACKS or isinstance(acks, bool):
+    if not ((type(acks) is int and acks in (0, 1, -1)) or (type(acks) is str and acks == "all")):
         raise InvalidRecordError(f"acks must be one of 0, 1, 'all' (or -1), not {acks!r}")
     return acks in ("all", -1)
 
@@ -130,7 +136,7 @@ class Partition:
         self._end_offset = 0
         self._epoch = 0
         self._truncations = 0
-        self._checkpoint: tuple[int, int, int] | None = None
+        self._checkpoint: tuple[int, int, int, int | None] | None = None
         self._durable: tuple[Segment | None, int] = (None, 0)
         self._failed: StromError | None = None
         self._closed = False
@@ -187,20 +193,31 @@ class Partition:
 
     # -- recovery ------------------------------------------------------------
 
-    def _read_checkpoint(self) -> tuple[int, int, int] | None:
+    def _read_checkpoint(self) -> tuple[int, int, int, int | None] | None:
+        """``(segment, position, offset, max_timestamp)`` of the recovery point, if readable."""
         try:
             body = read_meta(self.fs, os.path.join(self.path, RECOVERY_FILE), "recovery")
             cp = (int(body["segment"]), int(body["position"]), int(body["offset"]))
+            max_ts = body.get("max_timestamp")
+            if max_ts is not None and type(max_ts) is not int:
+                raise TypeError
         except FileNotFoundError:
             return None
         except (CorruptMetadataError, KeyError, TypeError, ValueError):
-            return None  # a damaged checkpoint costs a full scan, nothing else
-        return cp if min(cp) >= 0 else None
+            return None  # a damaged checkpoint costs a scan of the newest segment, nothing else
+        return (*cp, max_ts) if min(cp) >= 0 else None
 
-    def _write_checkpoint(self, segment: int, position: int, offset: int) -> None:
+    def _write_checkpoint(self, seg: Segment, position: int, offset: int) -> None:
+        """Persist the recovery point (``position`` of ``seg`` is valid and fsync'd).
+
+        ``max_timestamp`` is the segment's largest timestamp as known now: at or
+        above the largest below ``position``, which is the safe side for
+        retention and time lookups.
+        """
         write_meta(self.fs, os.path.join(self.path, RECOVERY_FILE), "recovery",
-                   {"segment": segment, "position": position, "offset": offset})
-        self._checkpoint = (segment, position, offset)
+                   {"segment": seg.base_offset, "position": position, "offset": offset,
+                    "max_timestamp": seg.max_timestamp})
+        self._checkpoint = (seg.base_offset, position, offset, seg.max_timestamp)
 
     def _delete_segment_files(self, seg: Segment) -> None:
         """Rename a segment's files to .deleted (the .log first: that is the commit), then unlink."""
@@ -255,11 +272,11 @@ class Partition:
                     f"{self.topic}-{self.partition}: segment is shorter than its recovery point; "
                     "data below the recovery point was lost (open with repair=True to truncate)",
                     path=segs[start_i].log_path, position=segs[start_i].size)
-            start_pos, expected = cp[1], cp[2]
+            start_pos, expected, cp_max_ts = cp[1], cp[2], cp[3]
         else:
             # No usable recovery point: every sealed segment was fsync'd whole before the
             # next one was created, so only the newest needs checking -- unless repairing.
-            start_i, start_pos, expected = (0 if full else len(segs) - 1), 0, None
+            start_i, start_pos, expected, cp_max_ts = (0 if full else len(segs) - 1), 0, None, None
         scanned = truncated = deleted = 0
         for i in range(start_i, len(segs)):
             seg = segs[i]
@@ -271,6 +288,8 @@ class Partition:
                     index, timeindex = seg.index, seg.timeindex
                     index.truncate_to_position(start_pos)
                     timeindex.truncate_to_offset(expected)
+                    if cp_max_ts is not None and expected > seg.base_offset:
+                        timeindex.maybe_append(cp_max_ts, expected - 1)  # batches below the point
                     pos = start_pos
                     since = start_pos - (index.positions[-1] if len(index) else 0)
                 except CorruptRecordError:
@@ -308,7 +327,7 @@ class Partition:
             # What we just checked becomes the new recovery point, once it is on disk.
             active.writer().fdatasync()
             active.save_indexes()
-            self._write_checkpoint(active.base_offset, active.size, self._end_offset)
+            self._write_checkpoint(active, active.size, self._end_offset)
         else:
             self._checkpoint = cp
         # A full scan (repair) may remove batches other processes have read.
@@ -322,6 +341,8 @@ class Partition:
         CorruptRecordError there): everything from the damaged batch on is
         removed.  Returns what was scanned, truncated and deleted.
         """
+        if self._closed:
+            raise LogClosedError(f"partition {self.topic}-{self.partition} is closed")
         with self._lock, self._locked():
             for seg in self._segments:
                 seg.drop_files()
@@ -569,7 +590,7 @@ class Partition:
         new = self._new_segment(base)
         new.set_indexes(OffsetIndex(base), TimeIndex(base))
         self._set_segments(self._segments + [new])
-        self._write_checkpoint(base, 0, base)
+        self._write_checkpoint(new, 0, base)
         self._publish_hint()
         self._delete_old_segments_locked(self.clock.time_ms())
 
@@ -608,7 +629,7 @@ class Partition:
             if offset is None:
                 return
             seg.save_indexes()
-            self._write_checkpoint(seg.base_offset, position, offset)
+            self._write_checkpoint(seg, position, offset)
 
     def _offset_at(self, seg: Segment, position: int) -> int | None:
         """The next offset after the batch that ends at ``position`` of ``seg``."""
@@ -619,6 +640,8 @@ class Partition:
         idx = seg.index
         i = bisect_right(idx.positions, position) - 1
         pos = idx.positions[i] if i >= 0 else 0
+        if pos and not seg.index_entry_valid(idx.offsets[i], pos):
+            pos = 0
         while pos < position:
             head = seg.reader().pread(HEADER.size, pos)
             if len(head) < HEADER.size:
@@ -662,8 +685,7 @@ class Partition:
         log end offset; raises OffsetOutOfRangeError below the log start or
         above the end, and CorruptRecordError for damaged bytes.
         """
-        if not isinstance(offset, int) or isinstance(offset, bool):
-            raise InvalidRecordError(f"offset must be an int, not {type(offset).__name__}")
+        _check_offset(offset)
         self._check_usable()
         for attempt in range(3):
             with self._lock:
@@ -684,8 +706,7 @@ class Partition:
     def _read_from(self, segs: list[Segment], i: int, offset: int, max_bytes: int) -> list[RecordBatch]:
         while i < len(segs):
             seg = segs[i]
-            entry_offset, pos = seg.index.lookup(offset)
-            checked = pos == 0
+            pos = self._position_for(seg, offset)
             last_seen = -1
             while pos < seg.size:
                 batches, end, stop = seg.read_batches(pos, max_bytes)
@@ -694,13 +715,6 @@ class Partition:
                                              path=seg.log_path, position=batches[0].position)
                 if batches:
                     last_seen = batches[-1].last_offset
-                if not checked:
-                    checked = True
-                    if not batches or batches[0].base_offset != entry_offset:
-                        with self._lock:
-                            seg.rebuild_indexes()  # the index lied: it is only a cache
-                        entry_offset, pos = seg.index.lookup(offset)
-                        continue
                 keep = [b for b in batches if b.base_offset + b.last_offset_delta >= offset]
                 if keep:
                     return keep
@@ -714,6 +728,15 @@ class Partition:
             i += 1
         return []
 
+    def _position_for(self, seg: Segment, offset: int) -> int:
+        """Byte position in ``seg`` of a batch at or before ``offset``, from a checked index entry."""
+        entry_offset, pos = seg.index.lookup(offset)
+        if pos and not seg.index_entry_valid(entry_offset, pos):
+            with self._lock:
+                seg.rebuild_indexes()  # the index lied: it is only a cache
+            entry_offset, pos = seg.index.lookup(offset)
+        return pos
+
     def read_records(self, offset: int, max_records: int | None = None,
                      max_bytes: int = DEFAULT_FETCH_BYTES) -> list[tuple]:
         """Records from ``offset`` as ``(offset, timestamp, key, value, headers)`` tuples."""
@@ -724,6 +747,7 @@ class Partition:
 
     def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
         """``(offset, timestamp)`` of the first record whose timestamp is >= ``timestamp``, else None."""
+        _check_offset(timestamp, "timestamp")
         self._check_usable()
         self.refresh()
         with self._lock:
@@ -734,8 +758,7 @@ class Partition:
                     seg.load_indexes()
             if seg.max_timestamp is None or seg.max_timestamp < timestamp:
                 continue
-            start = seg.timeindex.lookup(timestamp)
-            _, pos = seg.index.lookup(start)
+            pos = self._position_for(seg, seg.timeindex.lookup(timestamp))
             while pos < seg.size:
                 batches, end, stop = seg.read_batches(pos, DEFAULT_FETCH_BYTES)
                 for b in batches:
@@ -800,6 +823,7 @@ class Partition:
         A batch is removed whole, so the new end may be below ``offset``
         when ``offset`` falls inside a batch.
         """
+        _check_offset(offset)
         self._check_usable()
         with self._lock, self._locked():
             self._sync_tail(locked=True)
@@ -809,7 +833,7 @@ class Partition:
                 raise self._out_of_range(offset)
             i = bisect_right(self._bases, offset) - 1
             seg = self._segments[i]
-            _, pos = seg.index.lookup(offset)
+            pos = self._position_for(seg, offset)
             cut = None
             while pos < seg.size:
                 batches, end, stop = seg.read_batches(pos, DEFAULT_FETCH_BYTES)
@@ -843,7 +867,7 @@ class Partition:
             cp = self._checkpoint
             if cp is None or (cp[0], cp[1]) > (seg.base_offset, cut_pos):
                 seg.save_indexes()
-                self._write_checkpoint(seg.base_offset, cut_pos, self._end_offset)
+                self._write_checkpoint(seg, cut_pos, self._end_offset)
             self._publish_hint(truncated=True)
             return self._end_offset
 
@@ -896,7 +920,7 @@ class Partition:
                         disk = self._read_checkpoint()
                         if disk is None or (disk[0], disk[1]) < (active.base_offset, active.size):
                             active.save_indexes()
-                            self._write_checkpoint(active.base_offset, active.size, self._end_offset)
+                            self._write_checkpoint(active, active.size, self._end_offset)
             finally:
                 self._closed = True
                 for seg in self._segments:

@@ -261,9 +261,14 @@ class Segment:
         return pos, None, next_offset, since
 
     def save_indexes(self) -> None:
-        """Write both index files whole (temp file and rename; no fsync: they are caches)."""
+        """Write both index files whole (temp file and rename; no fsync: they are caches).
+
+        The time index gets the segment's largest timestamp as its last entry
+        first, so that whoever loads the files knows it without a scan.
+        """
         if self._index is None or self._timeindex is None:
             return
+        self.seal_timeindex()
         self.fs.write_atomic(self.index_path, self._index.to_bytes(), durable=False)
         self.fs.write_atomic(self.timeindex_path, self._timeindex.to_bytes(), durable=False)
 
