@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import importlib.util
 import os
 import random
 import selectors
@@ -49,13 +48,13 @@ import time
 from pathlib import Path
 
 import msgpack
+import childproc  # tests/storage/childproc.py (pytest puts this folder on sys.path)
 import pytest
 
 import strom
 
 HERE = Path(__file__).resolve().parent
 CHILD_SCRIPT = HERE / "crash_child.py"
-SRC = HERE.parents[1] / "src"
 TOPIC = "crash"
 
 ROUNDS = int(os.environ.get("STROM_CRASH_ROUNDS", "100"))
@@ -73,25 +72,9 @@ SPLIT_ROUNDS = 0.75
 #: opens the crashed log and recovers it itself (the check covers both rounds).
 UNCHECKED_ROUNDS = 0.25
 
-pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+child = childproc.load_module(CHILD_SCRIPT, "strom_tests_crash_child")
 
 
-def _load_child_module():
-    spec = importlib.util.spec_from_file_location("strom_tests_crash_child", CHILD_SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-child = _load_child_module()
-
-
-def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    parts = [str(SRC)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
-    env["PYTHONPATH"] = os.pathsep.join(parts)
-    return env
 
 
 class Writer:
@@ -394,7 +377,7 @@ def crash_loop(tmp_path: Path, rounds: int, n_writers: int, label: str) -> None:
     with strom.open(path) as log:
         log.create_topic(TOPIC, config=child.TOPIC_CONFIG)
     rng = random.Random(f"{SEED}/{n_writers}")
-    env = _child_env()
+    env = childproc.child_env()
     stats = Stats()
     ranges: list[tuple[int, int, bytes]] = []
     prev_end = 0

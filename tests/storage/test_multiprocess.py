@@ -7,7 +7,6 @@ files, the partition's flock and its hint, as separate programs would.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import random
@@ -18,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import childproc  # tests/storage/childproc.py (pytest puts this folder on sys.path)
 import pytest
 
 import strom
@@ -25,29 +25,15 @@ import strom
 HERE = Path(__file__).resolve().parent
 CHILD_SCRIPT = HERE / "multiprocess_child.py"
 CRASH_CHILD_SCRIPT = HERE / "crash_child.py"
-SRC = HERE.parents[1] / "src"
 #: A child that is not ready or done within this long is hung: fail.
 CHILD_TIMEOUT_S = 120.0
 #: Small segments, so both writers roll often, each under the other's feet.
 TOPIC_CONFIG = {"segment.bytes": 16 * 1024, "index.interval.bytes": 1024, "retention.ms": -1}
 
 
-def _load_child_module():
-    spec = importlib.util.spec_from_file_location("strom_tests_multiprocess_child", CHILD_SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+child = childproc.load_module(CHILD_SCRIPT, "strom_tests_multiprocess_child")
 
 
-child = _load_child_module()
-
-
-def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    parts = [str(SRC)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
-    env["PYTHONPATH"] = os.pathsep.join(parts)
-    return env
 
 
 class Child:
@@ -56,7 +42,7 @@ class Child:
     def __init__(self, *args: str, script: Path = CHILD_SCRIPT) -> None:
         self.proc = subprocess.Popen([sys.executable, str(script), *args], bufsize=0,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=_child_env())
+                                     stderr=subprocess.PIPE, env=childproc.child_env())
 
     def line(self, timeout: float = CHILD_TIMEOUT_S) -> str:
         """The next line the child prints (fails on timeout or exit)."""
