@@ -168,14 +168,15 @@ class Partition:
         seg.index_interval = self.config.index_interval_bytes
         return seg
 
-    def _publish_hint(self, *, truncated: bool = False) -> None:
+    def _publish_hint(self, *, truncated: bool = False, active_base: int | None = None) -> None:
         """Tell other processes the segment list changed (both locks held)."""
         hint = self._read_hint()
         epoch, truncations = (hint[2], hint[3]) if hint is not None else (0, 0)
         self._epoch = max(epoch, self._epoch) + 1
         self._truncations = max(truncations, self._truncations) + (1 if truncated else 0)
-        self._flock.write_hint(HINT.pack(self._segments[-1].base_offset, self._bases[0],
-                                         self._epoch, self._truncations))
+        if active_base is None:
+            active_base = self._segments[-1].base_offset
+        self._flock.write_hint(HINT.pack(active_base, self._bases[0], self._epoch, self._truncations))
 
     def _read_hint(self) -> tuple[int, int, int, int] | None:
         raw = self._flock.read_hint(HINT.size)
@@ -400,12 +401,17 @@ class Partition:
         dead writer is cut off; without it, the tail is only not read.
         """
         hint = self._read_hint()
-        if hint is not None and (hint[2] != self._epoch or hint[3] != self._truncations):
+        if hint is not None and (hint[2] != self._epoch or hint[3] != self._truncations
+                                 or hint[0] != self._segments[-1].base_offset):
             # Another process rolled, deleted or truncated: our view of the
-            # active segment is stale only if valid batches were removed.
+            # active segment is stale only if valid batches were removed.  A
+            # hint naming another active segment than ours means a roll that
+            # may not have finished (its roller died): look until it agrees.
             rescan = hint[3] != self._truncations
             self._epoch, self._truncations = hint[2], hint[3]
             self._reload_segments(rescan_active=rescan)
+            if locked and hint[0] != self._segments[-1].base_offset:
+                self._publish_hint()  # the roll died before creating its segment: set it right
         active = self._segments[-1]
         try:
             f = active.writer() if locked else active.reader()
@@ -570,6 +576,10 @@ class Partition:
         old = self._segments[-1]
         base = self._end_offset
         new_path = os.path.join(self.path, segment_name(base))
+        # Announce the roll before the new file exists: a roller killed after
+        # creating it must not leave other writers appending to the old segment
+        # past the new one's base offset (they look until hint and files agree).
+        self._publish_hint(active_base=base)
         try:
             old.writer().fdatasync()
             old.seal_timeindex()
@@ -880,13 +890,16 @@ class Partition:
         with self._lock:
             segs = list(self._segments)
         expected = None
-        for seg in segs:
+        for seg, following in zip(segs, segs[1:] + [None]):
             end, stop, next_offset, _ = seg.scan_into(
                 OffsetIndex(seg.base_offset), TimeIndex(seg.base_offset), 0, seg.size,
                 interval=seg.index_interval, expected_offset=expected)
             if stop is not None or end != seg.size:
                 problems.append(f"{seg.log_path} @ byte {end}: {stop or 'short segment'}")
             if next_offset is not None:
+                if following is not None and next_offset > following.base_offset:
+                    problems.append(f"{seg.log_path}: holds offsets up to {next_offset - 1}, past the "
+                                    f"next segment's base offset {following.base_offset}")
                 expected = next_offset
         return problems
 
