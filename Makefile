@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 soak: $(STAMP)
-	STROM_CRASH_ROUNDS=$(SOAK_ROUNDS) $(PY) -m pytest -q tests/storage/test_crash.py
+	STROM_CRASH_ROUNDS=$(SOAK_ROUNDS) $(PY) -m pytest -q -s tests/storage/test_crash.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/storage.py

@@ -8,7 +8,6 @@ files, the partition's flock and its hint, as separate programs would.
 from __future__ import annotations
 
 import json
-import os
 import random
 import selectors
 import signal
