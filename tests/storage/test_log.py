@@ -611,3 +611,24 @@ def test_retention_skips_compacted_topics(log, clock):
     clock.advance(10_000)
     assert log.enforce_retention() == 0
     assert p.log_start_offset == 0
+
+
+def test_a_missing_partition_folder_is_a_storage_error(data_dir, clock):
+    with strom.open(data_dir, clock=clock) as log:
+        log.create_topic("t", partitions=2)
+    import shutil
+    shutil.rmtree(os.path.join(data_dir, "t", "1"))
+    with pytest.raises(strom.StorageError) as info:
+        strom.open(data_dir, clock=clock)
+    assert info.value.errno is not None
+
+
+def test_closing_after_the_topic_was_deleted_elsewhere(data_dir, clock):
+    writer = strom.open(data_dir, clock=clock)
+    other = strom.open(data_dir, clock=clock)
+    writer.create_topic("t")
+    writer.partition("t", 0).append([b"x"], acks=1)
+    other.delete_topic("t")
+    writer.close()  # nothing left to checkpoint; no error
+    other.close()
+    assert not os.path.exists(os.path.join(data_dir, "t"))

@@ -113,6 +113,10 @@ class Log:
                 self._init_marker()
                 self._remove_leftovers()
                 self._refresh()
+        except OSError as exc:
+            self.close()
+            raise StorageError(f"cannot open data directory {self.path!r}: {exc.strerror or exc}",
+                               errno=exc.errno, path=getattr(exc, "filename", None) or self.path) from exc
         except BaseException:
             self.close()
             raise

@@ -934,6 +934,10 @@ class Partition:
                         if disk is None or (disk[0], disk[1]) < (active.base_offset, active.size):
                             active.save_indexes()
                             self._write_checkpoint(active, active.size, self._end_offset)
+            except (FileNotFoundError, UnknownTopicOrPartitionError):
+                pass  # deleted under us (delete_topic elsewhere): nothing left to checkpoint
+            except OSError as exc:
+                raise self._io_error("close", exc) from exc
             finally:
                 self._closed = True
                 for seg in self._segments:
