@@ -198,6 +198,11 @@ class FileSystem:
         """Size of the file at ``path``."""
         return os.stat(path).st_size
 
+    def stamp(self, path: str) -> tuple[int, int]:
+        """A value that changes when the file at ``path`` is replaced or written: (inode, mtime)."""
+        st = os.stat(path)
+        return st.st_ino, st.st_mtime_ns
+
     def makedirs(self, path: str) -> None:
         """Create a directory and its parents (no error if it exists)."""
         os.makedirs(path, exist_ok=True)

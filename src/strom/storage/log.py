@@ -147,10 +147,9 @@ class Log:
 
     def _stamp(self, name: str) -> tuple[int, int] | None:
         try:
-            st = os.stat(os.path.join(self.path, name, TOPIC_META))
+            return self.fs.stamp(os.path.join(self.path, name, TOPIC_META))
         except (FileNotFoundError, NotADirectoryError):
             return None
-        return st.st_ino, st.st_mtime_ns
 
     def _load_topic(self, name: str, stamp: tuple[int, int]) -> Topic:
         meta = read_meta(self.fs, os.path.join(self.path, name, TOPIC_META), "topic")
