@@ -11,6 +11,9 @@ with Kafka's rules: a sealed segment goes when what stays is still at least
 ``retention.bytes``, or when its largest timestamp is more than
 ``retention.ms`` old; only a prefix of sealed segments, never the active one.
 Rolls apply retention too, so appends and rolls are checked the same way.
+
+The machine runs twice: on the OS file system in a temp dir, and on a
+MemoryFileSystem (the two must behave the same).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, p
 
 import strom
 from strom import ManualClock, OffsetOutOfRangeError
+from strom.storage.fs import OS_FS
+from strom.storage.memfs import MemoryFileSystem
 from strom.storage.segment import segment_name
 
 T0 = 1_700_000_000_000
@@ -50,9 +55,14 @@ def _norm_headers(h):
 
 
 class PartitionModel(RuleBasedStateMachine):
+    memory = False  # True: the log lives in a MemoryFileSystem
+
     def __init__(self) -> None:
         super().__init__()
-        self.dir = tempfile.mkdtemp(prefix="strom-model-")
+        if self.memory:
+            self.fs, self.dir = MemoryFileSystem(), "/model"
+        else:
+            self.fs, self.dir = OS_FS, tempfile.mkdtemp(prefix="strom-model-")
         self.clock = ManualClock(T0)
         self.log: strom.Log | None = None
         self.records: list[tuple] = []  # records from log_start_offset to the end
@@ -70,7 +80,7 @@ class PartitionModel(RuleBasedStateMachine):
     def setup(self, segment_bytes, index_interval, retention_ms, retention_bytes, segment_ms):
         self.retention_ms = retention_ms
         self.retention_bytes = retention_bytes
-        self.log = strom.open(self.dir, clock=self.clock)
+        self.log = strom.open(self.dir, clock=self.clock, fs=self.fs)
         self.log.create_topic(TOPIC, 1, config={
             "segment.bytes": segment_bytes, "index.interval.bytes": index_interval,
             "retention.ms": retention_ms, "retention.bytes": retention_bytes,
@@ -83,7 +93,8 @@ class PartitionModel(RuleBasedStateMachine):
                 assert self.p.verify() == []
                 self.log.close()
         finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
+            if not self.memory:
+                shutil.rmtree(self.dir, ignore_errors=True)
 
     # -- model helpers ----------------------------------------------------------------
 
@@ -93,7 +104,8 @@ class PartitionModel(RuleBasedStateMachine):
 
     def layout(self) -> list[tuple[int, int]]:
         """(base offset, file size) of every segment, oldest first, as on disk."""
-        return [(s.base_offset, os.path.getsize(os.path.join(self.pdir, segment_name(s.base_offset))))
+        return [(s.base_offset,
+                 self.fs.file_size(os.path.join(self.pdir, segment_name(s.base_offset))))
                 for s in self.p.segments]
 
     def max_ts(self, lo: int, hi: int) -> int | None:
@@ -234,7 +246,7 @@ class PartitionModel(RuleBasedStateMachine):
     @rule()
     def reopen(self):
         self.log.close()
-        self.log = strom.open(self.dir, clock=self.clock)
+        self.log = strom.open(self.dir, clock=self.clock, fs=self.fs)
         self.p = self.log.partition(TOPIC, 0)
         r = self.p.last_recovery
         assert (r.bytes_scanned, r.bytes_truncated, r.segments_deleted) == (0, 0, 0), r
@@ -271,7 +283,7 @@ class PartitionModel(RuleBasedStateMachine):
         assert new_start == before[expected][0]
         assert new_start <= self.p.segments[-1].base_offset  # never the active segment
         self.drop_prefix(new_start)
-        names = {n for n in os.listdir(self.pdir) if n.endswith(".log")}
+        names = {n for n in self.fs.listdir(self.pdir) if n.endswith(".log")}
         assert names == {segment_name(b) for b, _ in before[expected:]}
 
     @rule(data=st.data(), near=st.sampled_from(["a record", "the newest", "the clock"]))
@@ -309,7 +321,7 @@ class PartitionModel(RuleBasedStateMachine):
         assert bases[0] == self.start
         assert bases == sorted(set(bases))
         assert all(b == self.end or b in self.batches for b in bases)
-        on_disk = sorted(n for n in os.listdir(self.pdir) if n.endswith(".log"))
+        on_disk = sorted(n for n in self.fs.listdir(self.pdir) if n.endswith(".log"))
         assert on_disk == [segment_name(b) for b in bases]
 
     # verify() is a rule, not an invariant: its scan refreshes each segment's in-memory
@@ -329,3 +341,11 @@ PartitionModel.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 TestPartitionModel = PartitionModel.TestCase
+
+
+class MemoryPartitionModel(PartitionModel):
+    memory = True
+
+
+MemoryPartitionModel.TestCase.settings = PartitionModel.TestCase.settings
+TestMemoryPartitionModel = MemoryPartitionModel.TestCase

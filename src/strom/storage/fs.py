@@ -178,6 +178,10 @@ class FileSystem:
         """A lock object on ``path`` (created if missing), not yet acquired."""
         return FileLock(path)
 
+    def abspath(self, path: str) -> str:
+        """``path`` made absolute (relative to the current directory) and normalised."""
+        return os.path.abspath(path)
+
     def listdir(self, path: str) -> list[str]:
         """Names in a directory."""
         return os.listdir(path)

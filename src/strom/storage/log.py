@@ -16,6 +16,10 @@ whole in a ``~creating~`` folder and renamed into place, and deleted by
 renaming it aside first, so a crash never leaves half a topic under a real
 name; leftovers are removed at the next open.
 
+``strom.open(":memory:")`` keeps the same layout in a private
+:class:`~strom.storage.memfs.MemoryFileSystem`, under the path
+``/:memory:`` of that tree (``Log.path``); it vanishes with the Log.
+
 Several processes may open one directory.  Each sees topics that others
 create or delete at its next :meth:`Log.topics` (or a lookup of an unknown
 name), and config changes when topic.json changes.
@@ -35,12 +39,17 @@ from ..errors import (CorruptMetadataError, InvalidConfigError, LogClosedError, 
 from ..records import TopicDescription, TopicInfo
 from .checkpoint import read_meta, write_meta
 from .fs import OS_FS, FileSystem
+from .memfs import MemoryFileSystem
 from .partition import Partition
 from .segment import segment_name
 
-__all__ = ["Log", "Topic", "open_log", "FORMAT_VERSION"]
+__all__ = ["Log", "Topic", "open_log", "FORMAT_VERSION", "MEMORY", "MEMORY_PATH"]
 
 FORMAT_VERSION = 1
+#: The path that asks for a private in-memory log (sqlite3's name for the same idea).
+MEMORY = ":memory:"
+#: Where a ":memory:" log lives inside its own memory tree (shown as ``Log.path``).
+MEMORY_PATH = "/:memory:"
 LOG_META = "~strom.json"
 LOG_LOCK = "~strom.lock"
 TOPIC_META = "topic.json"
@@ -91,8 +100,13 @@ class Log:
                  fs: FileSystem | None = None, repair: bool = False) -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike, not {type(path).__name__}")
-        self.path = os.path.abspath(os.fspath(path))
+        if isinstance(path, str) and path == MEMORY:
+            if fs is not None:
+                raise InvalidConfigError("':memory:' is a private log with its own file system; to "
+                                         "share a MemoryFileSystem, give a path and fs=")
+            fs, path = MemoryFileSystem(), MEMORY_PATH
         self.fs = fs or OS_FS
+        self.path = self.fs.abspath(os.fspath(path))
         self.clock = clock or SystemClock()
         self.repair_on_open = repair
         self._lock = threading.RLock()
@@ -362,10 +376,19 @@ def open_log(path: str | os.PathLike[str], *, clock: Clock | None = None,
              fs: FileSystem | None = None, repair: bool = False) -> Log:
     """Open (creating if needed) the data directory at ``path``.
 
+    ``path=":memory:"`` gives a new, private log that lives in memory, like
+    sqlite3's ``":memory:"``: each call another empty log, with the same
+    semantics as one on disk but no durability; it is gone when the Log is
+    closed and dropped.  Its ``path`` is ``"/:memory:"``.
+
+    ``fs`` replaces the file system: ``fs=MemoryFileSystem()`` (from
+    ``strom.storage``) with any path puts the directory in that memory tree,
+    so several Log objects given the same instance share one log, as Log
+    objects opened on one directory do.  It cannot be combined with
+    ``":memory:"``, which always makes its own.
+
     ``repair=True`` checks every segment from the start instead of from the
     recovery point and truncates at the first invalid batch: for a log whose
     damage lies below the recovery point.
     """
-    if isinstance(path, str) and path == ":memory:":
-        raise StromError("in-memory logs (':memory:') are not available yet; give a directory")
     return Log(path, clock=clock, fs=fs, repair=repair)
