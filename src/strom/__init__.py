@@ -15,20 +15,25 @@ A data directory is a log, the way an SQLite file is a database::
 from .clock import Clock, ManualClock, SystemClock
 from .codec.batch import RecordBatch
 from .config import TopicConfig, validate_topic_name
-from .errors import (CorruptionError, CorruptMetadataError, CorruptRecordError,
+from .errors import (CorruptionError, CorruptMetadataError, CorruptRecordError, IllegalStateError,
                      InvalidConfigError, InvalidRecordError, InvalidTopicError, LogClosedError,
                      OffsetOutOfRangeError, PartitionFailedError, RecordTooLargeError,
-                     StorageError, StromError, TopicExistsError, UnknownTopicError,
+                     StorageError, StromError, StromTimeoutError, TopicExistsError, UnknownTopicError,
                      UnknownTopicOrPartitionError)
-from .records import PartitionInfo, TopicDescription, TopicInfo
+from .records import PartitionInfo, RecordMetadata, TopicDescription, TopicInfo, TopicPartition
 from .storage import Log, Partition, RecoveryResult, Topic
 from .storage import open_log as open
+from .client.producer import FutureRecordMetadata, Producer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "open",
     "Log",
+    "Producer",
+    "FutureRecordMetadata",
+    "TopicPartition",
+    "RecordMetadata",
     "Topic",
     "Partition",
     "RecordBatch",
@@ -51,6 +56,8 @@ __all__ = [
     "UnknownTopicOrPartitionError",
     "OffsetOutOfRangeError",
     "LogClosedError",
+    "IllegalStateError",
+    "StromTimeoutError",
     "CorruptionError",
     "CorruptRecordError",
     "CorruptMetadataError",

@@ -28,6 +28,8 @@ __all__ = [
     "UnknownTopicError",
     "OffsetOutOfRangeError",
     "LogClosedError",
+    "IllegalStateError",
+    "StromTimeoutError",
     "CorruptionError",
     "CorruptRecordError",
     "CorruptMetadataError",
@@ -86,6 +88,14 @@ class OffsetOutOfRangeError(StromError):
 
 class LogClosedError(StromError):
     """The log, topic or partition was used after close()."""
+
+
+class IllegalStateError(StromError):
+    """An object was used in a state that does not allow it (send() after close())."""
+
+
+class StromTimeoutError(StromError, TimeoutError):
+    """An operation did not finish in the time it was given (kafka-python's KafkaTimeoutError)."""
 
 
 # -- the disk's (or another program's) fault ---------------------------------

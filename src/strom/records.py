@@ -3,9 +3,34 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["TopicInfo", "TopicDescription", "PartitionInfo"]
+__all__ = ["TopicPartition", "RecordMetadata", "TopicInfo", "TopicDescription", "PartitionInfo"]
+
+
+class TopicPartition(NamedTuple):
+    """A topic and a partition number (kafka-python's TopicPartition)."""
+
+    topic: str
+    partition: int
+
+
+class RecordMetadata(NamedTuple):
+    """Where a sent record was written (kafka-python 3.x's RecordMetadata fields).
+
+    Sizes are -1 for a None key, value or header list; ``checksum`` is None
+    (batches carry one checksum, records none).
+    """
+
+    topic: str
+    partition: int
+    topic_partition: TopicPartition
+    offset: int
+    timestamp: int
+    checksum: int | None
+    serialized_key_size: int
+    serialized_value_size: int
+    serialized_header_size: int
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

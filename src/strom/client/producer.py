@@ -1,0 +1,669 @@
+"""The Producer: kafka-python's KafkaProducer, writing into a strom Log.
+
+Theory of operation
+-------------------
+``send()`` does a handful of Python operations and returns: it serializes,
+picks a partition, appends the key, value and headers to the open batch of
+that partition (plain lists) and returns a small future that points at the
+batch and the record's index in it.  No object is created per record but
+that future (a slotted object of two fields; a ``concurrent.futures.Future``
+per record would cap the producer near 140K records/s, research/peers.md).
+
+A sender thread writes batches: a batch is ready when it holds
+``batch_size`` bytes, when ``linger_ms`` has passed since its first record,
+or when ``flush()``/``close()`` ask.  With ``linger_ms=0`` every batch is
+ready at once, and batching comes for free from the time the sender needs
+to wake: everything sent meanwhile goes out in the same write.  The sender
+writes each ready batch with one ``Partition.append`` (one ``pwritev``, and
+one ``fdatasync`` for ``acks="all"``: group commit), then resolves the
+batch's futures with its base offset.  A batch may hold more than
+``batch_size`` bytes when records arrive faster than the sender writes; the
+storage splits batches above the topic's ``max.message.bytes``.
+
+Timestamps: a record sent without ``timestamp_ms`` gets the time at which
+its batch was opened, read once from the log's clock; the difference from
+the send time is at most ``linger_ms`` plus the sender's wake-up time, and
+it keeps the batch's timestamp column empty (one int for all records).
+
+acks: ``0`` resolves each future at ``send()`` with offset -1 (Kafka's
+fire-and-forget; a write error is counted in ``metrics()`` but reaches no
+future); ``1`` when the batch is written to the OS (survives kill -9);
+``"all"`` (the default) when it is also fsync'd (survives power loss).
+
+Thread-safe: many threads may share one producer.  ``close()`` sends what is
+pending, then stops the sender thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable, Sequence
+
+from xxhash import xxh3_64_intdigest
+
+from ..codec.batch import HEADER_SIZE
+from ..errors import (IllegalStateError, InvalidConfigError, InvalidRecordError,
+                      RecordTooLargeError, StromError, StromTimeoutError,
+                      UnknownTopicOrPartitionError)
+from ..records import RecordMetadata, TopicPartition
+from ..storage import Log
+from .partitioner import HashPartitioner, StickyPartitioner, XxhashPartitioner, resolve_partitioner
+
+__all__ = ["Producer", "FutureRecordMetadata"]
+
+log_ = logging.getLogger("strom.producer")
+
+_BYTES_LIKE = (bytes, bytearray, memoryview)
+
+#: kafka-python's defaults where strom honours the option (acks: 3.x's "all").
+DEFAULTS: dict[str, Any] = {
+    "acks": "all",
+    "linger_ms": 0,
+    "batch_size": 16384,
+    "compression_type": None,
+    "key_serializer": None,
+    "value_serializer": None,
+    "partitioner": None,
+    "max_request_size": 1048576,
+    "buffer_memory": 33554432,
+    "max_block_ms": 60000,
+    "client_id": None,
+    "allow_auto_create_topics": True,
+}
+#: Accepted so that configurations written for a networked client keep working;
+#: they have no effect in-process (no network, no retries, one writer per append).
+IGNORED = frozenset({
+    "bootstrap_servers", "retries", "request_timeout_ms", "delivery_timeout_ms",
+    "retry_backoff_ms", "retry_backoff_max_ms", "max_in_flight_requests_per_connection",
+    "enable_idempotence", "security_protocol", "ssl_context", "ssl_check_hostname",
+    "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_password", "ssl_crlfile", "ssl_ciphers",
+    "sasl_mechanism", "sasl_plain_username", "sasl_plain_password", "sasl_kerberos_name",
+    "sasl_kerberos_service_name", "sasl_kerberos_domain_name", "sasl_oauth_token_provider",
+    "api_version", "api_version_auto_timeout_ms", "metadata_max_age_ms",
+    "connections_max_idle_ms", "reconnect_backoff_ms", "reconnect_backoff_max_ms",
+    "send_buffer_bytes", "receive_buffer_bytes", "socket_options", "metric_reporters",
+    "metrics_enabled", "metrics_num_samples", "metrics_sample_window_ms", "selector",
+    "sock_chunk_bytes", "sock_chunk_buffer_count", "kafka_client", "wakeup_timeout_ms",
+})
+_UNSUPPORTED = {
+    "transactional_id": "transactions are not supported yet",
+    "transaction_timeout_ms": "transactions are not supported yet",
+}
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if type(value) is not int or value < minimum:
+        raise InvalidConfigError(f"{name} must be an int >= {minimum}, not {value!r}")
+    return value
+
+
+class _Batch:
+    """The open (then in-flight) batch of one partition; futures point into it."""
+
+    __slots__ = ("topic", "partition", "keys", "values", "timestamps", "headers", "size",
+                 "created_ms", "created_s", "explicit_ts", "any_key", "key_sizes", "done",
+                 "base_offset", "error", "callbacks", "log_start_offset")
+
+    def __init__(self, topic: str, partition: int, created_ms: int) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.keys: list[Any] = []
+        self.values: list[Any] = []
+        self.timestamps: list[int | None] = []
+        self.headers: list[Any] | None = None
+        self.size = 0
+        self.created_ms = created_ms
+        self.created_s = time.monotonic()
+        self.explicit_ts = False
+        self.any_key = False
+        self.done = threading.Event()
+        self.base_offset = -1
+        self.error: BaseException | None = None
+        self.callbacks: list[tuple[int, bool, Callable[..., Any], tuple]] | None = None
+        self.log_start_offset = -1
+
+    def metadata(self, index: int) -> RecordMetadata:
+        ts = self.timestamps[index]
+        key = self.keys[index]
+        value = self.values[index]
+        headers = self.headers[index] if self.headers is not None else None
+        return RecordMetadata(
+            self.topic, self.partition, TopicPartition(self.topic, self.partition),
+            self.base_offset + index if self.base_offset >= 0 else -1,
+            self.created_ms if ts is None else ts, None,
+            -1 if key is None else len(key), -1 if value is None else len(value),
+            -1 if not headers else sum(len(k.encode()) + len(v or b"") for k, v in headers))
+
+    def resolve(self) -> None:
+        """Run the callbacks, then mark done (sender thread, after the write).
+
+        As in Kafka's producer, callbacks run before the futures complete, so
+        whoever returns from flush() or get() sees their effects.  ``done`` is
+        set under the callback lock once no callback is left, so a callback
+        added meanwhile is either run here or, seeing ``done``, by its adder.
+        """
+        while True:
+            with _CALLBACK_LOCK:
+                callbacks, self.callbacks = self.callbacks, None
+                if not callbacks:
+                    self.done.set()
+                    return
+            for index, is_errback, fn, args in callbacks:
+                _run_callback(self, index, is_errback, fn, args)
+
+
+def _run_callback(batch: _Batch, index: int, is_errback: bool, fn: Callable[..., Any],
+                  args: tuple) -> None:
+    try:
+        if batch.error is None:
+            if not is_errback:
+                fn(*args, batch.metadata(index))
+        elif is_errback:
+            fn(*args, batch.error)
+    except Exception:  # a callback's failure must not stop the sender
+        log_.exception("producer callback %r raised", fn)
+
+
+class FutureRecordMetadata:
+    """The result of one ``send()``: kafka-python's FutureRecordMetadata.
+
+    ``get(timeout)`` returns the RecordMetadata or raises the error that
+    stopped the write; callbacks run in the sender thread (or at once, in
+    the caller's thread, when added after the future is done).
+    """
+
+    __slots__ = ("_batch", "_index")
+
+    def __init__(self, batch: _Batch, index: int) -> None:
+        self._batch = batch
+        self._index = index
+
+    @property
+    def is_done(self) -> bool:
+        """True once the record is written (or failed)."""
+        return self._batch.done.is_set()
+
+    def succeeded(self) -> bool:
+        """True if done without an error."""
+        return self.is_done and self._batch.error is None
+
+    def failed(self) -> bool:
+        """True if done with an error."""
+        return self.is_done and self._batch.error is not None
+
+    @property
+    def exception(self) -> BaseException | None:
+        """The error, if the future failed."""
+        return self._batch.error if self.is_done else None
+
+    @property
+    def value(self) -> RecordMetadata | None:
+        """The RecordMetadata, if the future succeeded."""
+        return self._batch.metadata(self._index) if self.succeeded() else None
+
+    def get(self, timeout: float | None = None) -> RecordMetadata:
+        """Wait (up to ``timeout`` seconds) and return the RecordMetadata, or raise the error."""
+        batch = self._batch
+        if not batch.done.wait(timeout):
+            raise StromTimeoutError(f"record not written within {timeout} s")
+        if batch.error is not None:
+            raise batch.error
+        return batch.metadata(self._index)
+
+    def _add(self, is_errback: bool, fn: Callable[..., Any], args: tuple) -> FutureRecordMetadata:
+        batch = self._batch
+        with _CALLBACK_LOCK:
+            if not batch.done.is_set():
+                if batch.callbacks is None:
+                    batch.callbacks = []
+                batch.callbacks.append((self._index, is_errback, fn, args))
+                return self
+        _run_callback(batch, self._index, is_errback, fn, args)
+        return self
+
+    def add_callback(self, fn: Callable[..., Any], *args: Any) -> FutureRecordMetadata:
+        """Call ``fn(*args, record_metadata)`` when the record is written."""
+        return self._add(False, fn, args)
+
+    def add_errback(self, fn: Callable[..., Any], *args: Any) -> FutureRecordMetadata:
+        """Call ``fn(*args, exception)`` if the write fails."""
+        return self._add(True, fn, args)
+
+    def add_both(self, fn: Callable[..., Any], *args: Any) -> FutureRecordMetadata:
+        """Call ``fn`` on success and on failure."""
+        self._add(False, fn, args)
+        return self._add(True, fn, args)
+
+    def __repr__(self) -> str:
+        state = "done" if self.is_done else "pending"
+        return f"<FutureRecordMetadata {self._batch.topic}-{self._batch.partition} {state}>"
+
+
+_CALLBACK_LOCK = threading.Lock()
+
+
+class _TopicState:
+    __slots__ = ("partitions", "all_partitions", "open")
+
+    def __init__(self, partitions: list[Any]) -> None:
+        self.partitions = partitions
+        self.all_partitions = range(len(partitions))
+        self.open: list[_Batch | None] = [None] * len(partitions)
+
+
+class Producer:
+    """Publish records to a Log's topics, with kafka-python's KafkaProducer API.
+
+    ``Producer(log, acks="all", linger_ms=0, batch_size=16384, compression_type=None,
+    key_serializer=None, value_serializer=None, partitioner=None, max_request_size=1048576,
+    buffer_memory=33554432, max_block_ms=60000)``; network options are accepted
+    and ignored; an unknown option raises InvalidConfigError.
+    """
+
+    def __init__(self, log: Log, **configs: Any) -> None:
+        if not isinstance(log, Log):
+            raise InvalidConfigError(f"Producer needs a strom Log as its first argument, not "
+                                     f"{type(log).__name__}")
+        unknown = sorted(k for k in configs if k not in DEFAULTS and k not in IGNORED
+                         and k not in _UNSUPPORTED)
+        if unknown:
+            raise InvalidConfigError(f"Unrecognized configs: {unknown}")
+        for key, why in _UNSUPPORTED.items():
+            if configs.get(key) is not None:
+                raise InvalidConfigError(f"{key}: {why}")
+        config = {**DEFAULTS, **{k: v for k, v in configs.items() if k in DEFAULTS}}
+        acks = config["acks"]
+        if acks not in (0, 1, -1, "all") or isinstance(acks, bool):
+            raise InvalidConfigError(f"acks must be 0, 1, -1 or 'all', not {acks!r}")
+        self._acks = "all" if acks == -1 else acks
+        self._storage_acks: Any = "all" if self._acks == "all" else 1
+        self._linger_s = _check_int("linger_ms", config["linger_ms"], 0) / 1000
+        self._batch_size = _check_int("batch_size", config["batch_size"], 1)
+        self._max_request_size = _check_int("max_request_size", config["max_request_size"], 1)
+        self._buffer_memory = _check_int("buffer_memory", config["buffer_memory"], 1)
+        self._max_block_s = _check_int("max_block_ms", config["max_block_ms"], 0) / 1000
+        compression = config["compression_type"]
+        if compression not in (None, "zstd", "none"):
+            raise InvalidConfigError(f"compression_type {compression!r} is not supported; use None "
+                                     "or 'zstd'")
+        self._compression = "zstd" if compression == "zstd" else None
+        self._key_serializer = self._serializer("key_serializer", config["key_serializer"])
+        self._value_serializer = self._serializer("value_serializer", config["value_serializer"])
+        self._partitioner = resolve_partitioner(config["partitioner"])
+        self._keyless_sticky = isinstance(self._partitioner, HashPartitioner)
+        # The default partitioner inlined on the hot path (same result, a call less).
+        self._xxhash = type(self._partitioner) is XxhashPartitioner
+        self._sticky = StickyPartitioner()
+        self._auto_create = bool(config["allow_auto_create_topics"])
+        self.config = config
+        self._log = log
+        self._clock = log.clock
+        self._topics: dict[str, _TopicState] = {}
+        self._lock = threading.Lock()  # taken directly on the hot path: Condition's wrapper costs more
+        self._cond = threading.Condition(self._lock)
+        self._ready: list[_Batch] = []
+        self._lingering: dict[int, _Batch] = {}  # id(batch) -> open batch with a linger deadline
+        self._in_flight: set[_Batch] = set()
+        self._pending_bytes = 0
+        self._closing = False
+        self._closed = False
+        self._flush_all = 0
+        self._metrics = {"record-send-total": 0, "record-error-total": 0, "batch-total": 0,
+                         "bytes-total": 0}
+        self._sender = threading.Thread(target=self._run, name="strom-producer-sender", daemon=True)
+        self._sender.start()
+
+    @staticmethod
+    def _serializer(name: str, value: Any) -> Callable[..., Any] | None:
+        if value is None:
+            return None
+        serialize = getattr(value, "serialize", None)
+        if serialize is not None and callable(serialize):  # kafka-python 3.x Serializer
+            return lambda data, _s=serialize: _s(None, None, data)
+        if not callable(value):
+            raise InvalidConfigError(f"{name} must be callable, not {type(value).__name__}")
+        return value
+
+    # -- sending -------------------------------------------------------------
+
+    def _topic_state(self, topic: str) -> _TopicState:
+        if type(topic) is not str:
+            raise InvalidRecordError(f"topic must be a str, not {type(topic).__name__}")
+        try:
+            t = self._log.topic(topic)
+        except UnknownTopicOrPartitionError:
+            if not self._auto_create:
+                raise
+            try:
+                self._log.create_topic(topic)
+            except StromError:
+                pass  # created meanwhile by someone else
+            t = self._log.topic(topic)
+        state = _TopicState(list(t.partitions))
+        with self._cond:
+            return self._topics.setdefault(topic, state)
+
+    def send(self, topic: str, value: Any = None, key: Any = None,
+             headers: Sequence[tuple[str, bytes]] | None = None, partition: int | None = None,
+             timestamp_ms: int | None = None) -> FutureRecordMetadata:
+        """Queue one record; returns a future of its RecordMetadata.
+
+        ``value=None`` with a key is a tombstone (the value serializer is not
+        called with None).  Raises InvalidRecordError for bad types,
+        RecordTooLargeError above ``max_request_size``, IllegalStateError
+        after close().
+        """
+        if self._closing:
+            raise IllegalStateError("send() after close()")
+        if key is None and value is None:
+            raise InvalidRecordError("a record needs a key or a value")
+        if key is not None and self._key_serializer is not None:
+            key = self._key_serializer(key)
+        if value is not None and self._value_serializer is not None:
+            value = self._value_serializer(value)
+        size = 0
+        if value is not None:
+            if value.__class__ is not bytes and not isinstance(value, _BYTES_LIKE):
+                raise InvalidRecordError(f"value must be bytes (or set value_serializer), not "
+                                         f"{type(value).__name__}")
+            size = len(value)
+        if key is not None:
+            if key.__class__ is not bytes and not isinstance(key, _BYTES_LIKE):
+                raise InvalidRecordError(f"key must be bytes (or set key_serializer), not "
+                                         f"{type(key).__name__}")
+            size += len(key)
+        if headers is not None:
+            try:
+                if isinstance(headers, (str, bytes, bytearray)):
+                    raise TypeError
+                headers = list(headers)
+            except TypeError:
+                raise InvalidRecordError(f"headers must be a list of (str, bytes) tuples, not "
+                                         f"{type(headers).__name__}") from None
+            for h in headers:
+                if not (isinstance(h, tuple) and len(h) == 2 and isinstance(h[0], str)
+                        and (h[1] is None or isinstance(h[1], _BYTES_LIKE))):
+                    raise InvalidRecordError(f"headers must be (str, bytes) tuples, got {h!r}")
+                size += len(h[0].encode()) + len(h[1] or b"")
+        if timestamp_ms is not None and type(timestamp_ms) is not int:
+            raise InvalidRecordError(f"timestamp_ms must be an int, not {type(timestamp_ms).__name__}")
+        if size + HEADER_SIZE > self._max_request_size:
+            raise RecordTooLargeError(f"the record is {size} bytes serialized, above "
+                                      f"max_request_size={self._max_request_size}")
+        state = self._topics.get(topic) or self._topic_state(topic)
+        topic_limit = state.partitions[0].config.max_message_bytes
+        if size + HEADER_SIZE > topic_limit:  # alone in a batch it would still be refused
+            raise RecordTooLargeError(f"the record is {size} bytes serialized, above the topic's "
+                                      f"max.message.bytes={topic_limit}")
+        if partition is None:
+            if key is None:
+                if self._keyless_sticky:
+                    partition = self._sticky.partition(topic, state.all_partitions)
+                else:
+                    partition = self._partitioner(key, state.all_partitions, state.all_partitions)
+            elif self._xxhash:
+                partition = xxh3_64_intdigest(key) % len(state.open)
+            else:
+                partition = self._partitioner(key, state.all_partitions, state.all_partitions)
+        elif type(partition) is not int or not 0 <= partition < len(state.open):
+            raise UnknownTopicOrPartitionError(
+                f"topic {topic!r} has partitions 0..{len(state.open) - 1}, not {partition!r}")
+        cond = self._cond
+        with self._lock:
+            if self._closed:
+                raise IllegalStateError("send() after close()")
+            if self._pending_bytes + size > self._buffer_memory:
+                self._wait_for_buffer(size)
+            batch = state.open[partition]
+            if batch is None:
+                batch = state.open[partition] = _Batch(topic, partition, self._clock.time_ms())
+                if self._linger_s:
+                    self._lingering[id(batch)] = batch
+                    if len(self._lingering) == 1:
+                        cond.notify()  # the sender may be asleep with no deadline
+                else:
+                    self._ready.append(batch)
+                    if len(self._ready) == 1:
+                        cond.notify()
+            index = len(batch.values)
+            batch.values.append(value)
+            batch.keys.append(key)
+            batch.timestamps.append(timestamp_ms)
+            if timestamp_ms is not None:
+                batch.explicit_ts = True
+            if key is not None:
+                batch.any_key = True
+            if headers:
+                if batch.headers is None:
+                    batch.headers = [None] * index
+                batch.headers.append(headers)
+            elif batch.headers is not None:
+                batch.headers.append(None)
+            batch.size += size
+            self._pending_bytes += size
+            if batch.size >= self._batch_size:
+                state.open[partition] = None  # full: later records start a new batch
+                if self._linger_s:
+                    del self._lingering[id(batch)]
+                    self._ready.append(batch)
+                    cond.notify()
+                if key is None and self._keyless_sticky:
+                    self._sticky.on_new_batch(topic, partition)
+        if self._acks == 0:
+            return _done_future(topic, partition, key, value, timestamp_ms, headers, batch.created_ms)
+        return FutureRecordMetadata(batch, index)
+
+    def send_batch(self, topic: str, values: Sequence[Any], keys: Sequence[Any] | None = None, *,
+                   partition: int | None = None, timestamp_ms: int | None = None) -> list[int]:
+        """Write many records to one partition at once; returns ``[first_offset, ...]`` per batch.
+
+        The bulk path for pipelines: values (and keys) go through the
+        serializers, then straight to storage as columns, without a future
+        per record; it returns after the write with the requested acks.
+        Keyless records go to ``partition`` or one sticky partition; keyed
+        records to ``partition`` if given, else each key's partition.
+        """
+        if self._closing:
+            raise IllegalStateError("send_batch() after close()")
+        if keys is not None and len(keys) != len(values):
+            raise InvalidRecordError(f"{len(keys)} keys for {len(values)} values")
+        if self._value_serializer is not None:
+            ser = self._value_serializer
+            values = [None if v is None else ser(v) for v in values]
+        if keys is not None and self._key_serializer is not None:
+            kser = self._key_serializer
+            keys = [None if k is None else kser(k) for k in keys]
+        state = self._topics.get(topic) or self._topic_state(topic)
+        ts = self._clock.time_ms() if timestamp_ms is None else timestamp_ms
+        groups: dict[int, list[int]]
+        if partition is not None:
+            if type(partition) is not int or not 0 <= partition < len(state.open):
+                raise UnknownTopicOrPartitionError(
+                    f"topic {topic!r} has partitions 0..{len(state.open) - 1}, not {partition!r}")
+            groups = {partition: list(range(len(values)))}
+        elif keys is None:
+            groups = {self._sticky.partition(topic, state.all_partitions): list(range(len(values)))}
+        else:
+            groups = {}
+            part = self._partitioner
+            allp = state.all_partitions
+            for i, k in enumerate(keys):
+                groups.setdefault(part(k, allp, allp), []).append(i)
+        self.flush()  # earlier send()s come first, per partition
+        firsts = []
+        for p, idx in sorted(groups.items()):
+            if len(idx) == len(values):
+                vals, ks = values, keys
+            else:
+                vals = [values[i] for i in idx]
+                ks = None if keys is None else [keys[i] for i in idx]
+            firsts.append(state.partitions[p].append(
+                vals, ks, ts, acks=self._storage_acks, compression=self._compression))
+            self._metrics["record-send-total"] += len(vals)
+            if keys is None and partition is None:
+                self._sticky.on_new_batch(topic, p)  # the next keyless batch goes elsewhere
+        return firsts
+
+    def _wait_for_buffer(self, size: int) -> None:
+        """Block (cond held) until the buffer has room, up to max_block_ms."""
+        deadline = time.monotonic() + self._max_block_s
+        self._flush_all += 1
+        self._cond.notify()
+        try:
+            while self._pending_bytes and self._pending_bytes + size > self._buffer_memory:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise StromTimeoutError(
+                        f"buffer_memory={self._buffer_memory} is full and did not drain within "
+                        f"max_block_ms={int(self._max_block_s * 1000)}")
+                self._cond.wait(left)
+        finally:
+            self._flush_all -= 1
+
+    # -- the sender thread ---------------------------------------------------
+
+    def _take(self) -> list[_Batch]:
+        """Batches to write now (cond held); closes the open ones it takes."""
+        now = time.monotonic()
+        flush = self._flush_all or self._closing
+        if self._lingering and (flush or self._linger_s):
+            for key, batch in list(self._lingering.items()):
+                if flush or now - batch.created_s >= self._linger_s:
+                    del self._lingering[key]
+                    self._ready.append(batch)
+        ready, self._ready = self._ready, []
+        for batch in ready:
+            state = self._topics[batch.topic]
+            if state.open[batch.partition] is batch:
+                state.open[batch.partition] = None
+                if not batch.any_key and self._keyless_sticky:
+                    self._sticky.on_new_batch(batch.topic, batch.partition)
+            self._in_flight.add(batch)
+        return ready
+
+    def _next_wake(self) -> float | None:
+        if not self._lingering:
+            return None
+        oldest = min(b.created_s for b in self._lingering.values())
+        return max(0.0, oldest + self._linger_s - time.monotonic())
+
+    def _run(self) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                batches = self._take()
+                while not batches:
+                    if self._closing and not self._lingering:
+                        self._closed = True
+                        cond.notify_all()
+                        return
+                    cond.wait(self._next_wake())
+                    batches = self._take()
+            for batch in batches:
+                self._write(batch)
+            for batch in batches:
+                batch.resolve()
+            with cond:
+                for batch in batches:
+                    self._in_flight.discard(batch)  # only now: flush() waits for in-flight batches
+                    self._pending_bytes -= batch.size
+                cond.notify_all()
+
+    def _write(self, batch: _Batch) -> None:
+        try:
+            if batch.explicit_ts:
+                created = batch.created_ms
+                timestamps: Any = [created if t is None else t for t in batch.timestamps]
+            else:
+                timestamps = batch.created_ms
+            partition = self._topics[batch.topic].partitions[batch.partition]
+            batch.base_offset = partition.append(
+                batch.values, batch.keys if batch.any_key else None, timestamps, batch.headers,
+                acks=self._storage_acks, compression=self._compression)
+            m = self._metrics
+            m["record-send-total"] += len(batch.values)
+            m["batch-total"] += 1
+            m["bytes-total"] += batch.size
+        except BaseException as exc:  # the batch's futures carry any failure
+            if not isinstance(exc, StromError):
+                log_.exception("unexpected error writing a batch")
+            batch.error = exc
+            self._metrics["record-error-total"] += len(batch.values)
+
+    # -- flushing, closing, metadata -----------------------------------------
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Write every record sent so far and wait for it; StromTimeoutError after ``timeout`` s."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            waiting = set(self._in_flight) | set(self._ready) | set(self._lingering.values())
+            if not waiting:
+                return
+            self._flush_all += 1
+            self._cond.notify_all()
+        try:
+            for batch in waiting:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if not batch.done.wait(left):
+                    raise StromTimeoutError(f"flush did not finish within {timeout} s")
+        finally:
+            with self._cond:
+                self._flush_all -= 1
+
+    def close(self, timeout: float | None = None) -> None:
+        """Send what is pending, then stop the sender thread (idempotent)."""
+        with self._cond:
+            if self._closing and self._closed:
+                return
+            self._closing = True
+            self._cond.notify_all()
+        self._sender.join(timeout)
+        if self._sender.is_alive():
+            raise StromTimeoutError(f"producer did not close within {timeout} s")
+
+    def partitions_for(self, topic: str) -> set[int]:
+        """The partition numbers of ``topic`` (created if missing and auto-create is on)."""
+        state = self._topics.get(topic) or self._topic_state(topic)
+        return set(state.all_partitions)
+
+    def metrics(self, raw: bool = False) -> dict[str, dict[str, float]]:
+        """A snapshot of counters: records and batches written, errors, bytes pending."""
+        with self._cond:
+            snapshot = dict(self._metrics)
+            snapshot["buffer-pending-bytes"] = self._pending_bytes
+            snapshot["buffer-available-bytes"] = self._buffer_memory - self._pending_bytes
+        return {"producer-metrics": snapshot}
+
+    def bootstrap_connected(self) -> bool:
+        """Always True: the log is in this process."""
+        return True
+
+    def __enter__(self) -> Producer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<strom.Producer acks={self._acks!r} on {self._log.path!r}>"
+
+
+class _DoneBatch(_Batch):
+    """A batch that is already done: acks=0 futures (offset -1)."""
+
+    __slots__ = ()
+
+
+def _done_future(topic: str, partition: int, key: Any, value: Any, timestamp_ms: int | None,
+                 headers: Any, created_ms: int) -> FutureRecordMetadata:
+    """An acks=0 future: done at once, offset -1, sizes and timestamp of the record."""
+    batch = _DoneBatch(topic, partition, created_ms)
+    batch.keys.append(key)
+    batch.values.append(value)
+    batch.timestamps.append(timestamp_ms)
+    if headers:
+        batch.headers = [headers]
+    batch.done.set()
+    return FutureRecordMetadata(batch, 0)
