@@ -1454,3 +1454,29 @@ def test_info_and_segments(env):
     segs.clear()  # a copy
     assert p.segments
     assert "t" in repr(p)
+
+
+def test_open_descriptors_stay_bounded_with_many_segments(tmp_path):
+    """A reader descriptor per segment ever read would run into EMFILE on long logs."""
+    import os as _os
+
+    def open_fds() -> int:
+        return len(_os.listdir("/proc/self/fd"))
+
+    with strom.open(tmp_path / "data") as log:
+        log.create_topic("t", config={"segment.bytes": 256, "retention.ms": -1})
+        p = log.partition("t", 0)
+        for i in range(400):
+            p.append([b"record-%04d" % i + b"." * 150], acks=1)
+        assert len(p.segments) >= 390
+        log.reader_cache.limit = 16
+        before = open_fds()
+        offset, seen = 0, 0
+        while offset < p.log_end_offset:
+            batches = p.read(offset)
+            seen += sum(b.record_count for b in batches)
+            offset = batches[-1].next_offset
+        assert seen == 400
+        assert p.verify() == []
+        assert open_fds() - before <= 16 + 4
+        assert len(log.reader_cache) <= 16

@@ -41,7 +41,7 @@ from .checkpoint import read_meta, write_meta
 from .fs import OS_FS, FileSystem
 from .memfs import MemoryFileSystem
 from .partition import Partition
-from .segment import segment_name
+from .segment import ReaderCache, segment_name
 
 __all__ = ["Log", "Topic", "open_log", "FORMAT_VERSION", "MEMORY", "MEMORY_PATH"]
 
@@ -70,7 +70,7 @@ class Topic:
                                        path=os.path.join(self.path, TOPIC_META))
         self.partitions = [
             Partition(log.fs, os.path.join(self.path, str(i)), name, i, self.config, log.clock,
-                      repair=log.repair_on_open)
+                      repair=log.repair_on_open, reader_cache=log.reader_cache)
             for i in range(count)]
 
     def info(self) -> TopicInfo:
@@ -109,6 +109,7 @@ class Log:
         self.path = self.fs.abspath(os.fspath(path))
         self.clock = clock or SystemClock()
         self.repair_on_open = repair
+        self.reader_cache = ReaderCache()
         self._lock = threading.RLock()
         self._topics: dict[str, Topic] = {}
         self._closed = False

@@ -68,7 +68,7 @@ from ..errors import (CorruptMetadataError, CorruptRecordError, InvalidRecordErr
 from .checkpoint import read_meta, write_meta
 from .fs import FileSystem
 from .index import OffsetIndex, TimeIndex
-from .segment import Segment, parse_segment_name, segment_name
+from .segment import ReaderCache, Segment, parse_segment_name, segment_name
 
 __all__ = ["Partition", "RecoveryResult", "CHECKPOINT_INTERVAL_BYTES",
            "DEFAULT_FETCH_BYTES", "ACKS"]
@@ -121,13 +121,15 @@ class Partition:
     """
 
     def __init__(self, fs: FileSystem, path: str, topic: str, partition: int,
-                 config: TopicConfig, clock: Clock, *, repair: bool = False) -> None:
+                 config: TopicConfig, clock: Clock, *, repair: bool = False,
+                 reader_cache: ReaderCache | None = None) -> None:
         self.fs = fs
         self.path = path
         self.topic = topic
         self.partition = partition
         self.config = config
         self.clock = clock
+        self._reader_cache = reader_cache if reader_cache is not None else ReaderCache()
         self._lock = threading.RLock()
         self._sync_lock = threading.Lock()
         self._flock = fs.lock(os.path.join(path, LOCK_FILE))
@@ -166,6 +168,7 @@ class Partition:
     def _new_segment(self, base: int, size: int = 0) -> Segment:
         seg = Segment(self.fs, self.path, base, size)
         seg.index_interval = self.config.index_interval_bytes
+        seg.reader_cache = self._reader_cache
         return seg
 
     def _publish_hint(self, *, truncated: bool = False, active_base: int | None = None) -> None:

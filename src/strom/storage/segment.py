@@ -15,17 +15,60 @@ descriptor closes when the last reference goes.
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 
 from ..codec.batch import HEADER, HEADER_SIZE, RecordBatch, scan
 from ..errors import CorruptRecordError
 from .fs import File, FileSystem
 from .index import IndexError_, OffsetIndex, TimeIndex
 
-__all__ = ["Segment", "segment_name", "parse_segment_name", "SCAN_CHUNK_BYTES"]
+__all__ = ["Segment", "ReaderCache", "segment_name", "parse_segment_name", "SCAN_CHUNK_BYTES"]
 
 #: Bytes read per pread when scanning a segment: large enough that syscall cost
 #: vanishes (16 batches of 64 KiB), small enough to stay in cache.
 SCAN_CHUNK_BYTES = 1024 * 1024
+
+
+class ReaderCache:
+    """Bounds how many segments keep a read descriptor open (shared by a Log's partitions).
+
+    A partition with thousands of segments would otherwise hold a descriptor
+    per segment ever read and run into the process's limit (EMFILE).  When a
+    segment opens its reader past ``limit``, the segment that opened one
+    longest ago forgets its own; a reader still in use elsewhere stays valid
+    (File objects close when the last reference goes) and the next read of
+    that segment reopens it.  Order is by opening, not by use, so reads pay
+    nothing for the bookkeeping.
+    """
+
+    #: Descriptors kept per Log by default: far below the usual 1024, and enough
+    #: for a reader per partition of a few dozen busy partitions.
+    DEFAULT_LIMIT = 256
+
+    def __init__(self, limit: int = DEFAULT_LIMIT) -> None:
+        if limit < 1:
+            raise ValueError("limit must be >= 1")
+        self.limit = limit
+        self._open: OrderedDict[Segment, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def opened(self, seg: Segment) -> None:
+        """``seg`` just opened its reader; evict the oldest beyond the limit."""
+        with self._lock:
+            self._open[seg] = None
+            self._open.move_to_end(seg)
+            while len(self._open) > self.limit:
+                old, _ = self._open.popitem(last=False)
+                old._reader = None
+
+    def forget(self, seg: Segment) -> None:
+        """``seg`` dropped its reader."""
+        with self._lock:
+            self._open.pop(seg, None)
+
+    def __len__(self) -> int:
+        return len(self._open)
 
 
 def segment_name(base_offset: int, suffix: str = ".log") -> str:
@@ -46,7 +89,7 @@ class Segment:
 
     __slots__ = ("fs", "dir", "base_offset", "size", "next_offset", "max_timestamp",
                  "_first_timestamp", "_reader", "_writer", "_index", "_timeindex",
-                 "bytes_since_index", "log_path", "index_interval")
+                 "bytes_since_index", "log_path", "index_interval", "reader_cache")
 
     def __init__(self, fs: FileSystem, directory: str, base_offset: int, size: int = 0) -> None:
         self.fs = fs
@@ -64,6 +107,7 @@ class Segment:
         self._timeindex: TimeIndex | None = None
         self.bytes_since_index = 0
         self.index_interval = 4096  # index.interval.bytes; the partition sets the topic's
+        self.reader_cache: ReaderCache | None = None  # set by the partition
 
     def __repr__(self) -> str:
         return f"Segment(base_offset={self.base_offset}, size={self.size})"
@@ -83,6 +127,8 @@ class Segment:
         f = self._reader
         if f is None:
             f = self._reader = self.fs.open(self.log_path)
+            if self.reader_cache is not None:
+                self.reader_cache.opened(self)
         return f
 
     def writer(self) -> File:
@@ -98,6 +144,8 @@ class Segment:
 
     def drop_files(self) -> None:
         """Forget the descriptors; they close when no reader holds them any more."""
+        if self._reader is not None and self.reader_cache is not None:
+            self.reader_cache.forget(self)
         self._reader = None
         self._writer = None
 
