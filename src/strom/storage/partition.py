@@ -109,7 +109,7 @@ def _check_offset(offset: Any, what: str = "offset") -> int:
 
 
 def _check_acks(acks: Any) -> bool:
-    if not ((type(acks) is int and acks in (0, 1, -1)) or (type(acks) is str and acks == "all")):
+    if not (type(acks) in (int, str) and acks in ACKS):  # type first: 1.0 == 1 and True == 1
         raise InvalidRecordError(f"acks must be one of 0, 1, 'all' (or -1), not {acks!r}")
     return acks in ("all", -1)
 
