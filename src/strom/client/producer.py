@@ -103,7 +103,7 @@ class _Batch:
     """The open (then in-flight) batch of one partition; futures point into it."""
 
     __slots__ = ("topic", "partition", "keys", "values", "timestamps", "headers", "size",
-                 "created_ms", "created_s", "explicit_ts", "any_key", "key_sizes", "done",
+                 "created_ms", "created_s", "done",
                  "base_offset", "error", "callbacks", "log_start_offset")
 
     def __init__(self, topic: str, partition: int, created_ms: int) -> None:
@@ -111,13 +111,12 @@ class _Batch:
         self.partition = partition
         self.keys: list[Any] = []
         self.values: list[Any] = []
-        self.timestamps: list[int | None] = []
+        # Only records sent with timestamp_ms: index -> timestamp (the rest get created_ms).
+        self.timestamps: dict[int, int] | None = None
         self.headers: list[Any] | None = None
         self.size = 0
         self.created_ms = created_ms
         self.created_s = time.monotonic()
-        self.explicit_ts = False
-        self.any_key = False
         self.done = threading.Event()
         self.base_offset = -1
         self.error: BaseException | None = None
@@ -125,7 +124,7 @@ class _Batch:
         self.log_start_offset = -1
 
     def metadata(self, index: int) -> RecordMetadata:
-        ts = self.timestamps[index]
+        ts = self.timestamps.get(index) if self.timestamps else None
         key = self.keys[index]
         value = self.values[index]
         headers = self.headers[index] if self.headers is not None else None
@@ -430,11 +429,10 @@ class Producer:
             index = len(batch.values)
             batch.values.append(value)
             batch.keys.append(key)
-            batch.timestamps.append(timestamp_ms)
             if timestamp_ms is not None:
-                batch.explicit_ts = True
-            if key is not None:
-                batch.any_key = True
+                if batch.timestamps is None:
+                    batch.timestamps = {}
+                batch.timestamps[index] = timestamp_ms
             if headers:
                 if batch.headers is None:
                     batch.headers = [None] * index
@@ -538,7 +536,7 @@ class Producer:
             state = self._topics[batch.topic]
             if state.open[batch.partition] is batch:
                 state.open[batch.partition] = None
-                if not batch.any_key and self._keyless_sticky:
+                if self._keyless_sticky and batch.keys.count(None) == len(batch.keys):
                     self._sticky.on_new_batch(batch.topic, batch.partition)
             self._in_flight.add(batch)
         return ready
@@ -573,14 +571,16 @@ class Producer:
 
     def _write(self, batch: _Batch) -> None:
         try:
-            if batch.explicit_ts:
-                created = batch.created_ms
-                timestamps: Any = [created if t is None else t for t in batch.timestamps]
-            else:
-                timestamps = batch.created_ms
+            timestamps: Any = batch.created_ms
+            if batch.timestamps:
+                timestamps = [timestamps] * len(batch.values)
+                for i, t in batch.timestamps.items():
+                    timestamps[i] = t
+            keys = batch.keys
+            any_key = keys.count(None) != len(keys)  # C speed, once per batch
             partition = self._topics[batch.topic].partitions[batch.partition]
             batch.base_offset = partition.append(
-                batch.values, batch.keys if batch.any_key else None, timestamps, batch.headers,
+                batch.values, keys if any_key else None, timestamps, batch.headers,
                 acks=self._storage_acks, compression=self._compression)
             m = self._metrics
             m["record-send-total"] += len(batch.values)
@@ -662,7 +662,8 @@ def _done_future(topic: str, partition: int, key: Any, value: Any, timestamp_ms:
     batch = _DoneBatch(topic, partition, created_ms)
     batch.keys.append(key)
     batch.values.append(value)
-    batch.timestamps.append(timestamp_ms)
+    if timestamp_ms is not None:
+        batch.timestamps = {0: timestamp_ms}
     if headers:
         batch.headers = [headers]
     batch.done.set()
