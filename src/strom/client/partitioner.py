@@ -206,15 +206,25 @@ class HashPartitioner:
     #: The name :func:`resolve_partitioner` accepts for this partitioner.
     name = ""
 
+    def hash(self, key_bytes: bytes) -> int:
+        """A non-negative hash of the key's bytes; each subclass names its function."""
+        raise NotImplementedError
+
     def __call__(self, key_bytes: bytes | None, all_partitions: Sequence[int],
                  available: Sequence[int] = ()) -> int:
         """The element of ``all_partitions`` for ``key_bytes`` (kafka-python's signature).
 
         A key that is not bytes, bytearray or memoryview raises
         :class:`~strom.InvalidRecordError`; an empty ``all_partitions``
-        raises :class:`~strom.UnknownTopicOrPartitionError`.
+        raises :class:`~strom.UnknownTopicOrPartitionError`; a None key gets
+        a random available partition.
         """
-        raise NotImplementedError
+        if key_bytes is None:
+            return _random_partition(all_partitions, available)
+        try:
+            return all_partitions[self.hash(key_bytes) % len(all_partitions)]
+        except ZeroDivisionError:  # checked here, off the common path
+            raise _no_partitions() from None
 
     def __eq__(self, other: object) -> bool:
         return type(self) is type(other)
@@ -239,17 +249,11 @@ class XxhashPartitioner(HashPartitioner):
     __slots__ = ()
     name = "xxhash"
 
-    def __call__(self, key_bytes: bytes | None, all_partitions: Sequence[int],
-                 available: Sequence[int] = ()) -> int:
-        """The element of ``all_partitions`` for ``key_bytes`` (kafka-python's signature)."""
-        if key_bytes is None:
-            return _random_partition(all_partitions, available)
+    def hash(self, key_bytes: bytes) -> int:
+        """XXH3-64 (seed 0) of the key."""
         if type(key_bytes) is not bytes:
             key_bytes = _as_bytes(key_bytes)
-        try:
-            return all_partitions[xxhash.xxh3_64_intdigest(key_bytes) % len(all_partitions)]
-        except ZeroDivisionError:  # checked here, off the common path
-            raise _no_partitions() from None
+        return xxhash.xxh3_64_intdigest(key_bytes)
 
 
 class Murmur2Partitioner(HashPartitioner):
@@ -265,15 +269,9 @@ class Murmur2Partitioner(HashPartitioner):
     __slots__ = ()
     name = "murmur2"
 
-    def __call__(self, key_bytes: bytes | None, all_partitions: Sequence[int],
-                 available: Sequence[int] = ()) -> int:
-        """The element of ``all_partitions`` for ``key_bytes`` (kafka-python's signature)."""
-        if key_bytes is None:
-            return _random_partition(all_partitions, available)
-        try:
-            return all_partitions[(murmur2(key_bytes) & 0x7FFFFFFF) % len(all_partitions)]
-        except ZeroDivisionError:
-            raise _no_partitions() from None
+    def hash(self, key_bytes: bytes) -> int:
+        """Kafka's ``Utils.toPositive(Utils.murmur2(key))``."""
+        return murmur2(key_bytes) & 0x7FFFFFFF
 
 
 # -- keyless records ----------------------------------------------------------
