@@ -15,15 +15,18 @@ A data directory is a log, the way an SQLite file is a database::
 from .clock import Clock, ManualClock, SystemClock
 from .codec.batch import RecordBatch
 from .config import TopicConfig, validate_topic_name
-from .errors import (CorruptionError, CorruptMetadataError, CorruptRecordError, IllegalStateError,
-                     InvalidConfigError, InvalidRecordError, InvalidTopicError, LogClosedError,
-                     OffsetOutOfRangeError, PartitionFailedError, RecordTooLargeError,
-                     StorageError, StromError, StromTimeoutError, TopicExistsError, UnknownTopicError,
-                     UnknownTopicOrPartitionError)
-from .records import PartitionInfo, RecordMetadata, TopicDescription, TopicInfo, TopicPartition
+from .errors import (CommitFailedError, CorruptionError, CorruptMetadataError, CorruptRecordError,
+                     IllegalArgumentError, IllegalStateError, InvalidConfigError, InvalidRecordError,
+                     InvalidTopicError, LogClosedError, NoOffsetForPartitionError,
+                     OffsetOutOfRangeError, PartitionFailedError, RecordTooLargeError, StorageError,
+                     StromError, StromTimeoutError, TopicExistsError, UnknownTopicError,
+                     UnknownTopicOrPartitionError, UnsupportedError)
+from .records import (ConsumerRecord, OffsetAndMetadata, OffsetAndTimestamp, PartitionInfo,
+                      RecordMetadata, TopicDescription, TopicInfo, TopicPartition)
 from .storage import Log, Partition, RecoveryResult, Topic
 from .storage import open_log as open
 from .client.producer import FutureRecordMetadata, Producer
+from .client.consumer import Consumer, ConsumerRebalanceListener, RecordColumns
 
 __version__ = "0.1.0"
 
@@ -32,6 +35,12 @@ __all__ = [
     "Log",
     "Producer",
     "FutureRecordMetadata",
+    "Consumer",
+    "ConsumerRecord",
+    "ConsumerRebalanceListener",
+    "RecordColumns",
+    "OffsetAndMetadata",
+    "OffsetAndTimestamp",
     "TopicPartition",
     "RecordMetadata",
     "Topic",
@@ -57,6 +66,10 @@ __all__ = [
     "OffsetOutOfRangeError",
     "LogClosedError",
     "IllegalStateError",
+    "IllegalArgumentError",
+    "NoOffsetForPartitionError",
+    "CommitFailedError",
+    "UnsupportedError",
     "StromTimeoutError",
     "CorruptionError",
     "CorruptRecordError",

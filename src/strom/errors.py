@@ -9,7 +9,10 @@ Who is at fault:
 * the caller: :class:`InvalidTopicError`, :class:`InvalidConfigError`,
   :class:`RecordTooLargeError`, :class:`InvalidRecordError`,
   :class:`TopicExistsError`, :class:`UnknownTopicOrPartitionError`,
-  :class:`OffsetOutOfRangeError`, :class:`LogClosedError`;
+  :class:`OffsetOutOfRangeError`, :class:`LogClosedError`,
+  :class:`IllegalStateError`, :class:`IllegalArgumentError`,
+  :class:`NoOffsetForPartitionError`, :class:`CommitFailedError`,
+  :class:`UnsupportedError`;
 * the disk or another program: :class:`CorruptRecordError`,
   :class:`CorruptMetadataError`, :class:`StorageError`,
   :class:`PartitionFailedError`.
@@ -29,6 +32,10 @@ __all__ = [
     "OffsetOutOfRangeError",
     "LogClosedError",
     "IllegalStateError",
+    "IllegalArgumentError",
+    "NoOffsetForPartitionError",
+    "CommitFailedError",
+    "UnsupportedError",
     "StromTimeoutError",
     "CorruptionError",
     "CorruptRecordError",
@@ -92,6 +99,29 @@ class LogClosedError(StromError):
 
 class IllegalStateError(StromError):
     """An object was used in a state that does not allow it (send() after close())."""
+
+
+class IllegalArgumentError(StromError, ValueError, TypeError):
+    """An argument a call cannot accept: a wrong type or a bad value (a negative offset).
+
+    Both ``except ValueError`` and ``except TypeError`` catch it.
+    """
+
+
+class NoOffsetForPartitionError(StromError):
+    """A consumer has no committed offset for a partition and ``auto_offset_reset`` is "none"."""
+
+    def __init__(self, message: str, *, partitions: object = None):
+        super().__init__(message)
+        self.partitions = partitions
+
+
+class CommitFailedError(StromError):
+    """A commit was refused: the consumer no longer owns the partition (its group moved on)."""
+
+
+class UnsupportedError(StromError, NotImplementedError):
+    """A Kafka feature strom does not provide (yet), such as transactions."""
 
 
 class StromTimeoutError(StromError, TimeoutError):

@@ -5,7 +5,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, NamedTuple
 
-__all__ = ["TopicPartition", "RecordMetadata", "TopicInfo", "TopicDescription", "PartitionInfo"]
+__all__ = ["TopicPartition", "RecordMetadata", "ConsumerRecord", "OffsetAndMetadata",
+           "OffsetAndTimestamp", "TopicInfo", "TopicDescription", "PartitionInfo"]
+
+#: ConsumerRecord.timestamp_type values (kafka-python's): set by the producer, or by the log.
+CREATE_TIME = 0
+LOG_APPEND_TIME = 1
 
 
 class TopicPartition(NamedTuple):
@@ -31,6 +36,47 @@ class RecordMetadata(NamedTuple):
     serialized_key_size: int
     serialized_value_size: int
     serialized_header_size: int
+
+
+class ConsumerRecord(NamedTuple):
+    """One record as a consumer sees it (kafka-python 3.x's ConsumerRecord fields).
+
+    ``timestamp_type`` is 0 (CreateTime: set by the producer) or 1
+    (LogAppendTime: set by the log); ``headers`` is a list of ``(str, bytes)``
+    tuples; sizes are the serialized sizes, -1 for None; ``leader_epoch`` is
+    0 and ``checksum`` None (strom checksums batches, not records).  Use
+    attribute access: kafka-python 2.x had no ``leader_epoch`` field.
+    """
+
+    topic: str
+    partition: int
+    leader_epoch: int
+    offset: int
+    timestamp: int
+    timestamp_type: int
+    key: Any
+    value: Any
+    headers: list[tuple[str, bytes]]
+    checksum: int | None
+    serialized_key_size: int
+    serialized_value_size: int
+    serialized_header_size: int
+
+
+class OffsetAndMetadata(NamedTuple):
+    """A committed offset (the next one to read) with a free-form metadata string."""
+
+    offset: int
+    metadata: str = ""
+    leader_epoch: int = -1
+
+
+class OffsetAndTimestamp(NamedTuple):
+    """An offset found by timestamp (``Consumer.offsets_for_times``)."""
+
+    offset: int
+    timestamp: int
+    leader_epoch: int = -1
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -28,6 +28,8 @@ import shutil
 import uuid
 from typing import Sequence
 
+from .notify import AppendSignal, TailWatcher
+
 __all__ = ["File", "FileLock", "FileSystem", "OS_FS"]
 
 # A single write(2) moves at most this much on Linux; larger calls loop.
@@ -177,6 +179,13 @@ class FileSystem:
     def lock(self, path: str) -> FileLock:
         """A lock object on ``path`` (created if missing), not yet acquired."""
         return FileLock(path)
+
+    def tail_watcher(self, signal: AppendSignal) -> TailWatcher | None:
+        """A watcher firing ``signal`` when other processes change watched directories.
+
+        None for a file system that lives in one process.
+        """
+        return TailWatcher(signal)
 
     def abspath(self, path: str) -> str:
         """``path`` made absolute (relative to the current directory) and normalised."""

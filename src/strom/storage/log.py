@@ -40,6 +40,7 @@ from ..records import TopicDescription, TopicInfo
 from .checkpoint import read_meta, write_meta
 from .fs import OS_FS, FileSystem
 from .memfs import MemoryFileSystem
+from .notify import AppendSignal, TailWatcher
 from .partition import Partition
 from .segment import ReaderCache, segment_name
 
@@ -70,7 +71,8 @@ class Topic:
                                        path=os.path.join(self.path, TOPIC_META))
         self.partitions = [
             Partition(log.fs, os.path.join(self.path, str(i)), name, i, self.config, log.clock,
-                      repair=log.repair_on_open, reader_cache=log.reader_cache)
+                      repair=log.repair_on_open, reader_cache=log.reader_cache,
+                      signal=log.append_signal)
             for i in range(count)]
 
     def info(self) -> TopicInfo:
@@ -110,6 +112,10 @@ class Log:
         self.clock = clock or SystemClock()
         self.repair_on_open = repair
         self.reader_cache = ReaderCache()
+        #: Bumped by every append through this Log (or, in memory, through its tree).
+        self.append_signal: AppendSignal = getattr(self.fs, "append_signal", None) or AppendSignal()
+        self._watcher: TailWatcher | None = None
+        self._watcher_made = False
         self._lock = threading.RLock()
         self._topics: dict[str, Topic] = {}
         self._closed = False
@@ -337,6 +343,42 @@ class Log:
         self._refresh()
         return sum(p.delete_old_segments(now_ms) for p in self.partitions())
 
+    # -- waiting for appends ---------------------------------------------------------
+
+    def watch(self, partition: Partition) -> None:
+        """Make :meth:`wait_for_append` also wake for appends to ``partition`` by other processes.
+
+        Counted: pair each call with :meth:`unwatch`.
+        """
+        with self._lock:
+            if not self._watcher_made:
+                self._watcher_made = True
+                self._watcher = self.fs.tail_watcher(self.append_signal)
+            watcher = self._watcher
+        if watcher is not None:
+            watcher.watch(partition.path)
+
+    def unwatch(self, partition: Partition) -> None:
+        """Drop one :meth:`watch` of ``partition``."""
+        if self._watcher is not None:
+            self._watcher.unwatch(partition.path)
+
+    def wait_for_append(self, seen: int, timeout: float | None) -> bool:
+        """Wait until something may have been appended since ``append_signal.seq`` was ``seen``.
+
+        Returns True early when an append happened (in this process, or in
+        another one to a watched partition), False after ``timeout`` seconds
+        (None: no limit).  Where other processes cannot be watched it returns
+        every few milliseconds so that the caller looks again.
+        """
+        watcher = self._watcher
+        poll = watcher.poll_interval if watcher is not None else None
+        if poll is not None:
+            if timeout is None or timeout > poll:
+                self.append_signal.wait(seen, poll)
+                return True
+        return self.append_signal.wait(seen, timeout)
+
     # -- lifecycle -----------------------------------------------------------------
 
     def close(self) -> None:
@@ -352,6 +394,9 @@ class Log:
                 except StromError as exc:  # close the rest; report the first
                     errors.append(exc)
             self._topics.clear()
+            if self._watcher is not None:
+                self._watcher.close()
+            self.append_signal.wake_all()
             lock = getattr(self, "_meta_lock", None)
             if lock is not None:
                 lock.close()

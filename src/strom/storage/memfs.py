@@ -49,6 +49,7 @@ import threading
 from typing import Sequence
 
 from .fs import File, FileLock, FileSystem
+from .notify import AppendSignal, TailWatcher
 
 __all__ = ["MemoryFileSystem", "MemoryFile", "MemoryFileLock"]
 
@@ -270,6 +271,8 @@ class MemoryFileSystem(FileSystem):
 
     def __init__(self) -> None:
         self._mutex = threading.RLock()
+        #: Appends through any Log on this tree wake readers of every Log on it.
+        self.append_signal = AppendSignal()
         self._inos = itertools.count(1)
         self._root = _Dir(next(self._inos))
 
@@ -341,6 +344,10 @@ class MemoryFileSystem(FileSystem):
         """Open ``path`` for reading, or reading and writing with ``write``."""
         node = self._open_node(path, write=write, create=create, exclusive=exclusive)
         return MemoryFile(self, node, path, write)
+
+    def tail_watcher(self, signal: AppendSignal) -> TailWatcher | None:
+        """None: a memory tree lives in one process, whose appends fire its signal directly."""
+        return None
 
     def lock(self, path: str) -> MemoryFileLock:
         """A lock object on ``path`` (created if missing), not yet acquired."""

@@ -68,6 +68,7 @@ from ..errors import (CorruptMetadataError, CorruptRecordError, InvalidRecordErr
 from .checkpoint import read_meta, write_meta
 from .fs import FileSystem
 from .index import OffsetIndex, TimeIndex
+from .notify import AppendSignal
 from .segment import ReaderCache, Segment, parse_segment_name, segment_name
 
 __all__ = ["Partition", "RecoveryResult", "CHECKPOINT_INTERVAL_BYTES",
@@ -122,7 +123,8 @@ class Partition:
 
     def __init__(self, fs: FileSystem, path: str, topic: str, partition: int,
                  config: TopicConfig, clock: Clock, *, repair: bool = False,
-                 reader_cache: ReaderCache | None = None) -> None:
+                 reader_cache: ReaderCache | None = None,
+                 signal: AppendSignal | None = None) -> None:
         self.fs = fs
         self.path = path
         self.topic = topic
@@ -130,6 +132,7 @@ class Partition:
         self.config = config
         self.clock = clock
         self._reader_cache = reader_cache if reader_cache is not None else ReaderCache()
+        self._signal = signal if signal is not None else AppendSignal()
         self._lock = threading.RLock()
         self._sync_lock = threading.Lock()
         self._flock = fs.lock(os.path.join(path, LOCK_FILE))
@@ -552,6 +555,7 @@ class Partition:
                 active.next_offset = self._end_offset = base
             finally:
                 self._flock.release()
+        self._signal.fire()  # readers see the batch now (as other processes' readers do)
         if durable:
             self._sync(active, p)
         return first

@@ -1,0 +1,1019 @@
+"""The Consumer: kafka-python's KafkaConsumer, reading a strom Log.
+
+Theory of operation
+-------------------
+Each assigned partition has a *position*: the offset of the next record to
+hand out.  A fetch reads whole batches from the position
+(``max_partition_fetch_bytes`` at a time), decodes them as columns (one
+msgpack call per batch) and builds the partition's ConsumerRecords in one
+pass of C iterators (``map``/``zip``: no Python frame per record).  Records
+not yet handed out wait in the partition's buffer; ``poll()`` takes up to
+``max_records`` from the buffers, a partition at a time in turn, so one
+busy partition does not starve the others.
+
+Iteration (``for record in consumer``) hands out whole buffers through a
+generator (``yield from`` a list iterator: about 20 ns a record), and works
+out the position only when someone asks (``position``, ``commit``, ``seek``):
+the list iterator knows how many records are left.
+
+Waiting.  With nothing to read, ``poll`` and iteration wait on the Log's
+append signal: an append in this process wakes them at once, and an append
+by another process wakes them through the Log's tail watcher (inotify on the
+partition directories; storage/notify.py).  No sleep loop.
+
+Offsets.  Without a ``group_id`` nothing is committed; positions start from
+``auto_offset_reset``.  With one, positions start from the group's committed
+offsets (kept durably in the log: strom.group.offsets), commits are fsync'd,
+and ``enable_auto_commit`` commits the positions every
+``auto_commit_interval_ms`` at poll and iteration boundaries and at close.
+A group has one member here: a subscribing consumer is assigned every
+partition of its topics (membership across consumers and processes is the
+group layer's to add).
+
+A position past the log end or below its start (a seek too far, or records
+removed by retention) is reset by ``auto_offset_reset`` at the next fetch,
+as in Kafka; with "none" the fetch raises OffsetOutOfRangeError.
+"""
+
+from __future__ import annotations
+
+import abc
+import collections
+import concurrent.futures
+import logging
+import re
+import threading
+import time
+from itertools import repeat
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
+
+from ..errors import (IllegalArgumentError, IllegalStateError, InvalidConfigError,
+                      NoOffsetForPartitionError, OffsetOutOfRangeError, StromError,
+                      UnknownTopicOrPartitionError)
+from ..group.offsets import OFFSETS_TOPIC, offset_store
+from ..records import (LOG_APPEND_TIME, ConsumerRecord, OffsetAndMetadata, OffsetAndTimestamp,
+                       TopicPartition)
+from ..storage import Log, Partition
+
+__all__ = ["Consumer", "ConsumerRebalanceListener", "RecordColumns", "DEFAULTS", "IGNORED"]
+
+log_ = logging.getLogger("strom.consumer")
+
+#: kafka-python's defaults where strom honours the option.
+DEFAULTS: dict[str, Any] = {
+    "group_id": None,
+    "group_instance_id": None,
+    "client_id": None,
+    "auto_offset_reset": "latest",
+    "enable_auto_commit": True,
+    "auto_commit_interval_ms": 5000,
+    "default_offset_commit_callback": None,
+    "max_poll_records": 500,
+    "key_deserializer": None,
+    "value_deserializer": None,
+    "consumer_timeout_ms": float("inf"),
+    "fetch_max_wait_ms": 500,
+    "max_partition_fetch_bytes": 1048576,
+    "fetch_max_bytes": 52428800,
+    "exclude_internal_topics": True,
+    "isolation_level": "read_uncommitted",
+    "commit_acks": "all",
+}
+#: Accepted so that configurations written for a networked client keep working;
+#: they have no effect in-process.
+IGNORED = frozenset({
+    "bootstrap_servers", "fetch_min_bytes", "request_timeout_ms", "retry_backoff_ms",
+    "retry_backoff_max_ms", "reconnect_backoff_ms", "reconnect_backoff_max_ms",
+    "max_in_flight_requests_per_connection", "check_crcs", "metadata_max_age_ms",
+    "partition_assignment_strategy", "session_timeout_ms", "heartbeat_interval_ms",
+    "max_poll_interval_ms", "receive_buffer_bytes", "send_buffer_bytes", "socket_options",
+    "sock_chunk_bytes", "sock_chunk_buffer_count", "security_protocol", "ssl_context",
+    "ssl_check_hostname", "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_crlfile",
+    "ssl_password", "ssl_ciphers", "api_version", "api_version_auto_timeout_ms",
+    "connections_max_idle_ms", "metric_reporters", "metrics_enabled", "metrics_num_samples",
+    "metrics_sample_window_ms", "metric_group_prefix", "selector", "sasl_mechanism",
+    "sasl_plain_username", "sasl_plain_password", "sasl_kerberos_name",
+    "sasl_kerberos_service_name", "sasl_kerberos_domain_name", "sasl_oauth_token_provider",
+    "client_rack", "enable_incremental_fetch_sessions", "kafka_client", "legacy_iterator",
+    "leader_epoch", "net", "allow_auto_create_topics",
+})
+_RESETS = {"earliest": "earliest", "smallest": "earliest", "latest": "latest",
+           "largest": "latest", "none": "none"}
+#: How often a subscription to missing topics or a pattern looks for new topics.
+_METADATA_REFRESH_S = 0.1
+
+_tuple_new = tuple.__new__
+
+
+class RecordColumns(NamedTuple):
+    """The records of one partition from :meth:`Consumer.poll_columns`, one list per field.
+
+    ``offsets`` may be a ``range``; ``keys`` and ``headers`` are None when no
+    record has one; ``timestamp_type`` is 0 (CreateTime) or 1
+    (LogAppendTime) for the whole batch, or a list when batches differ.
+    """
+
+    offsets: Sequence[int]
+    timestamps: list[int]
+    keys: list[Any] | None
+    values: list[Any]
+    headers: list[Any] | None
+    timestamp_type: int | list[int]
+
+
+class ConsumerRebalanceListener(abc.ABC):
+    """Callbacks on assignment changes, with kafka-python's names.
+
+    ``on_partitions_revoked`` runs before partitions are taken away (commit
+    there), ``on_partitions_assigned`` after new ones are given, and
+    ``on_partitions_lost`` when partitions were lost without a chance to
+    commit (it calls ``on_partitions_revoked`` unless overridden).  They run
+    in the consumer's thread, inside ``poll()``/iteration or ``close()``.
+    """
+
+    @abc.abstractmethod
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Partitions about to be taken from this consumer."""
+
+    @abc.abstractmethod
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Partitions just given to this consumer."""
+
+    def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
+        """Partitions lost without a revoke (defaults to on_partitions_revoked)."""
+        self.on_partitions_revoked(lost)
+
+
+def _check_tp(tp: Any) -> TopicPartition:
+    if not (isinstance(tp, tuple) and len(tp) == 2 and type(tp[0]) is str and type(tp[1]) is int):
+        raise IllegalArgumentError(f"expected a TopicPartition(topic, partition), not {tp!r}")
+    return tp if type(tp) is TopicPartition else TopicPartition(*tp)
+
+
+def _sizes(column: list[Any] | None, n: int) -> Any:
+    """Serialized sizes of a key or value column: len() each, -1 for None."""
+    if column is None:
+        return repeat(-1, n)
+    try:
+        return list(map(len, column))  # C speed when no record is None
+    except TypeError:
+        return [-1 if x is None else len(x) for x in column]
+
+
+def _header_sizes(headers: list[Any] | None, n: int) -> Any:
+    if headers is None:
+        return repeat(-1, n)
+    return [-1 if not h else sum(len(k.encode()) + len(v or b"") for k, v in h) for h in headers]
+
+
+def _deserializer(name: str, value: Any) -> Callable[..., Any] | None:
+    if value is None:
+        return None
+    deserialize = getattr(value, "deserialize", None)
+    if deserialize is not None and callable(deserialize):  # kafka-python 3.x Deserializer
+        return lambda data, _d=deserialize: _d(None, None, data)
+    if not callable(value):
+        raise InvalidConfigError(f"{name} must be callable, not {type(value).__name__}")
+    return value
+
+
+class _PartitionState:
+    """One assigned partition: its position and the records fetched but not handed out."""
+
+    __slots__ = ("tp", "partition", "position", "buffer", "index", "buffer_end", "paused",
+                 "reset", "consumed", "committed")
+
+    def __init__(self, tp: TopicPartition, partition: Partition) -> None:
+        self.tp = tp
+        self.partition = partition
+        self.position: int | None = None  # None: to be found (committed offset or reset policy)
+        self.buffer: list[ConsumerRecord] = []
+        self.index = 0
+        self.buffer_end = 0  # the offset after the buffer's last batch
+        self.paused = False
+        self.reset: str | None = None  # a reset policy forced by seek_to_beginning/end
+        self.consumed = 0
+        self.committed: int | None = None  # last position committed by auto-commit
+
+    def clear(self) -> None:
+        self.buffer = []
+        self.index = 0
+
+
+class Consumer:
+    """Read records from a Log's topics, with kafka-python's KafkaConsumer API.
+
+    ``Consumer(log, *topics, group_id=None, auto_offset_reset="latest",
+    enable_auto_commit=True, auto_commit_interval_ms=5000, max_poll_records=500,
+    key_deserializer=None, value_deserializer=None, consumer_timeout_ms=inf,
+    fetch_max_wait_ms=500, max_partition_fetch_bytes=1048576, commit_acks="all", ...)``.
+    Topics given here are subscribed.  Network options are accepted and
+    ignored; an unknown option raises InvalidConfigError.  A consumer is
+    meant for one thread at a time (as kafka-python's), except ``wakeup()``
+    and ``close()``, which any thread may call.
+
+    ``commit_acks`` (strom's own) is the durability of commits: "all"
+    (fsync'd, the default), or 1 (survives kill -9, not power loss).
+    ``fetch_max_wait_ms`` bounds each wait of an iteration between
+    housekeeping (auto-commit, new topics); appends end a wait at once.
+    """
+
+    def __init__(self, log: Log, *topics: str, **configs: Any) -> None:
+        if not isinstance(log, Log):
+            raise InvalidConfigError(f"Consumer needs a strom Log as its first argument, not "
+                                     f"{type(log).__name__}")
+        unknown = sorted(k for k in configs if k not in DEFAULTS and k not in IGNORED)
+        if unknown:
+            raise InvalidConfigError(f"Unrecognized configs: {unknown}")
+        config = {**DEFAULTS, **{k: v for k, v in configs.items() if k in DEFAULTS}}
+        group_id = config["group_id"]
+        if group_id is not None and (type(group_id) is not str or not group_id):
+            raise InvalidConfigError(f"group_id must be a non-empty str or None, not {group_id!r}")
+        reset = config["auto_offset_reset"]
+        if reset not in _RESETS:
+            raise InvalidConfigError(f"auto_offset_reset must be 'earliest', 'latest' or 'none', "
+                                     f"not {reset!r}")
+        if config["isolation_level"] not in ("read_uncommitted", "read_committed"):
+            raise InvalidConfigError(f"isolation_level {config['isolation_level']!r} is not "
+                                     "'read_uncommitted' or 'read_committed'")
+        for name in ("auto_commit_interval_ms", "max_poll_records", "fetch_max_wait_ms",
+                     "max_partition_fetch_bytes", "fetch_max_bytes"):
+            value = config[name]
+            if type(value) is not int or value < (1 if name != "fetch_max_wait_ms" else 0):
+                raise InvalidConfigError(f"{name} must be a positive int, not {value!r}")
+        timeout = config["consumer_timeout_ms"]
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+            raise InvalidConfigError(f"consumer_timeout_ms must be a number >= 0, not {timeout!r}")
+        if config["commit_acks"] not in (0, 1, "all", -1):
+            raise InvalidConfigError(f"commit_acks must be 0, 1 or 'all', not {config['commit_acks']!r}")
+        self.config = config
+        self._log = log
+        self._group_id: str | None = group_id
+        self._reset = _RESETS[reset]
+        self._auto_commit = bool(config["enable_auto_commit"]) and group_id is not None
+        self._auto_commit_s = config["auto_commit_interval_ms"] / 1000
+        self._next_auto_commit = time.monotonic() + self._auto_commit_s
+        self._max_poll_records = config["max_poll_records"]
+        self._fetch_bytes = min(config["max_partition_fetch_bytes"], config["fetch_max_bytes"])
+        self._timeout_s = timeout / 1000
+        self._wait_slice_s = max(config["fetch_max_wait_ms"], 1) / 1000
+        self._key_deserializer = _deserializer("key_deserializer", config["key_deserializer"])
+        self._value_deserializer = _deserializer("value_deserializer", config["value_deserializer"])
+        self._commit_callback = config["default_offset_commit_callback"]
+        self._states: dict[TopicPartition, _PartitionState] = {}
+        self._fetchable: list[_PartitionState] = []
+        self._rr = 0
+        self._subscription: set[str] | None = None
+        self._pattern: re.Pattern[str] | None = None
+        self._listener: ConsumerRebalanceListener | None = None
+        self._manual = False
+        self._metadata_due = 0.0
+        self._iterator: Iterator[ConsumerRecord] | None = None
+        self._iter_state: tuple[_PartitionState, list[ConsumerRecord], Iterator[Any], int] | None = None
+        self._wakeup = False
+        self._closed = False
+        self._metrics = {"records-consumed-total": 0, "bytes-consumed-total": 0, "fetch-total": 0,
+                         "commit-total": 0}
+        if topics:
+            self.subscribe(topics)
+
+    # -- subscription and assignment -----------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise IllegalStateError("the consumer is closed")
+
+    def subscribe(self, topics: Iterable[str] = (), pattern: str | None = None,
+                  listener: ConsumerRebalanceListener | None = None) -> None:
+        """Consume ``topics`` (or every topic matching the regex ``pattern``), all partitions.
+
+        Replaces any earlier subscription.  Raises IllegalStateError after
+        ``assign()``, IllegalArgumentError with neither topics nor pattern.
+        """
+        self._check_open()
+        if self._manual:
+            raise IllegalStateError("subscribe() after assign(): call unsubscribe() first")
+        if isinstance(topics, str):
+            topics = [topics]
+        topics = list(topics)
+        if not topics and pattern is None:
+            raise IllegalArgumentError("subscribe() needs topics or a pattern")
+        if topics and pattern is not None:
+            raise IllegalArgumentError("subscribe() takes topics or a pattern, not both")
+        for t in topics:
+            if type(t) is not str:
+                raise IllegalArgumentError(f"topic names are str, not {type(t).__name__}")
+        if listener is not None and not isinstance(listener, ConsumerRebalanceListener):
+            raise IllegalArgumentError("listener must be a ConsumerRebalanceListener")
+        self._listener = listener
+        if pattern is not None:
+            try:
+                self._pattern = re.compile(pattern)
+            except (re.error, TypeError) as exc:
+                raise IllegalArgumentError(f"bad subscription pattern {pattern!r}: {exc}") from None
+            self._subscription = set()
+        else:
+            self._pattern = None
+            self._subscription = set(topics)
+        self._metadata_due = 0.0
+        self._update_subscription()
+
+    def subscription(self) -> set[str] | None:
+        """The subscribed topic names (for a pattern: those matched so far), or None."""
+        return None if self._subscription is None else set(self._subscription)
+
+    def unsubscribe(self) -> None:
+        """Drop the subscription or manual assignment (auto-commit commits first)."""
+        self._check_open()
+        self._maybe_auto_commit(force=True)
+        self._set_assignment([])
+        self._subscription = None
+        self._pattern = None
+        self._manual = False
+
+    def assign(self, partitions: Iterable[TopicPartition]) -> None:
+        """Consume exactly ``partitions`` (no group rebalancing); ``assign([])`` unassigns."""
+        self._check_open()
+        if self._subscription is not None:
+            raise IllegalStateError("assign() after subscribe(): call unsubscribe() first")
+        tps = [_check_tp(tp) for tp in partitions]
+        for tp in tps:
+            self._partition(tp)  # UnknownTopicOrPartitionError now, not at the first fetch
+        self._manual = bool(tps)
+        self._set_assignment(tps)
+
+    def assignment(self) -> set[TopicPartition]:
+        """The partitions this consumer reads."""
+        return set(self._states)
+
+    def _partition(self, tp: TopicPartition) -> Partition:
+        topic = self._log.topic(tp.topic)
+        if not 0 <= tp.partition < len(topic.partitions):
+            raise UnknownTopicOrPartitionError(
+                f"topic {tp.topic!r} has partitions 0..{len(topic.partitions) - 1}, not {tp.partition}")
+        return topic.partitions[tp.partition]
+
+    def _update_subscription(self) -> None:
+        """Assign every partition of the subscribed topics (this consumer is the group)."""
+        if self._subscription is None:
+            return
+        now = time.monotonic()
+        self._metadata_due = now + _METADATA_REFRESH_S
+        if self._pattern is not None:
+            names = [n for n in self._log.topics() if self._pattern.fullmatch(n)
+                     and not (self.config["exclude_internal_topics"] and n == OFFSETS_TOPIC)]
+            self._subscription = set(names)
+        tps = []
+        missing = False
+        for name in sorted(self._subscription):
+            try:
+                topic = self._log.topic(name)
+            except UnknownTopicOrPartitionError:
+                missing = True
+                continue
+            tps.extend(TopicPartition(name, i) for i in range(len(topic.partitions)))
+        if not missing and self._pattern is None:
+            self._metadata_due = float("inf")
+        self._set_assignment(tps)
+
+    def _set_assignment(self, tps: list[TopicPartition]) -> None:
+        self._abandon_iteration()
+        old = set(self._states)
+        new = set(tps)
+        if old == new:
+            return
+        revoked = old - new
+        added = [tp for tp in tps if tp not in old]
+        if revoked:
+            if self._listener is not None and self._subscription is not None:
+                self._call_listener("on_partitions_revoked", revoked)
+            self._maybe_auto_commit(force=True, only=revoked)
+            for tp in revoked:
+                self._log.unwatch(self._states.pop(tp).partition)
+        for tp in added:
+            p = self._partition(tp)
+            self._states[tp] = _PartitionState(tp, p)
+            self._log.watch(p)
+        self._refetchable()
+        if added and self._listener is not None and self._subscription is not None:
+            self._call_listener("on_partitions_assigned", set(added))
+
+    def _call_listener(self, name: str, tps: set[TopicPartition]) -> None:
+        try:
+            getattr(self._listener, name)(tps)
+        except Exception:  # as in kafka-python: a listener's failure is logged, not raised
+            log_.exception("rebalance listener %s raised", name)
+
+    def _refetchable(self) -> None:
+        self._fetchable = [s for s in self._states.values() if not s.paused]
+        self._rr = 0
+
+    def topics(self) -> set[str]:
+        """Names of the log's topics (internal ones hidden by ``exclude_internal_topics``)."""
+        self._check_open()
+        names = set(self._log.topics())
+        if self.config["exclude_internal_topics"]:
+            names.discard(OFFSETS_TOPIC)
+        return names
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        """Partition numbers of ``topic``, or None if it does not exist."""
+        self._check_open()
+        try:
+            return set(range(len(self._log.topic(topic).partitions)))
+        except UnknownTopicOrPartitionError:
+            return None
+
+    # -- positions ------------------------------------------------------------
+
+    def _state(self, tp: Any) -> _PartitionState:
+        tp = _check_tp(tp)
+        st = self._states.get(tp)
+        if st is None:
+            raise IllegalStateError(f"partition {tp.topic}-{tp.partition} is not assigned to this "
+                                    "consumer")
+        return st
+
+    def _resolve(self, st: _PartitionState) -> int:
+        """The position of ``st``, finding it from the committed offset or the reset policy."""
+        if st.position is not None:
+            return st.position
+        policy = st.reset
+        if policy is None and self._group_id is not None:
+            committed = offset_store(self._log).committed(self._group_id, st.tp)
+            if committed is not None:
+                st.position = st.committed = committed.offset
+                return st.position
+        policy = policy or self._reset
+        p = st.partition
+        p.refresh()
+        if policy == "earliest":
+            st.position = p.log_start_offset
+        elif policy == "latest":
+            st.position = p.log_end_offset
+        else:
+            raise NoOffsetForPartitionError(
+                f"no committed offset for {st.tp.topic}-{st.tp.partition} and auto_offset_reset "
+                "is 'none'", partitions={st.tp})
+        st.reset = None
+        return st.position
+
+    def _live_position(self, st: _PartitionState) -> int:
+        """The position, counting records handed out by an iteration under way."""
+        it = self._iter_state
+        if it is not None and it[0] is st:
+            _, records, iterator, end = it
+            consumed = len(records) - iterator.__length_hint__()
+            return records[consumed].offset if consumed < len(records) else end
+        return self._resolve(st)
+
+    def _abandon_iteration(self) -> None:
+        """Stop handing out the current chunk; its unread records are fetched again later."""
+        it = self._iter_state
+        if it is None:
+            return
+        st = it[0]
+        st.position = self._live_position(st)
+        st.clear()
+        collections.deque(it[2], maxlen=0)  # exhaust: the generator moves to a new fetch
+        self._iter_state = None
+
+    def position(self, partition: TopicPartition) -> int:
+        """The offset of the next record this consumer will hand out for ``partition``."""
+        self._check_open()
+        return self._live_position(self._state(partition))
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        """Make ``offset`` the next record to hand out (checked at the next fetch)."""
+        self._check_open()
+        st = self._state(partition)
+        if type(offset) is not int or offset < 0:
+            raise IllegalArgumentError(f"offset must be an int >= 0, not {offset!r}")
+        if self._iter_state is not None and self._iter_state[0] is st:
+            self._abandon_iteration()
+        st.position = offset
+        st.reset = None
+        st.clear()
+
+    def _seek_to(self, policy: str, partitions: tuple[Any, ...]) -> None:
+        self._check_open()
+        states = [self._state(tp) for tp in partitions] if partitions else list(self._states.values())
+        if not states and not partitions:
+            raise IllegalStateError("no partitions are assigned")
+        self._abandon_iteration()
+        for st in states:
+            st.position = None
+            st.reset = policy
+            st.clear()
+
+    def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        """Move to the first offset still in the log (all assigned partitions if none given)."""
+        self._seek_to("earliest", partitions)
+
+    def seek_to_end(self, *partitions: TopicPartition) -> None:
+        """Move to the log end: only records appended from now on are handed out."""
+        self._seek_to("latest", partitions)
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        """Stop handing out records of ``partitions`` (no rebalance; positions kept)."""
+        self._check_open()
+        states = [self._state(tp) for tp in partitions]
+        for st in states:
+            if self._iter_state is not None and self._iter_state[0] is st:
+                self._abandon_iteration()
+            st.paused = True
+        self._refetchable()
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        """Hand out records of paused ``partitions`` again."""
+        self._check_open()
+        for st in [self._state(tp) for tp in partitions]:
+            st.paused = False
+        self._refetchable()
+
+    def paused(self) -> set[TopicPartition]:
+        """The paused partitions."""
+        return {tp for tp, st in self._states.items() if st.paused}
+
+    # -- offsets in the log -------------------------------------------------------
+
+    def beginning_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """The first offset still in the log, per partition (positions do not move)."""
+        self._check_open()
+        out = {}
+        for tp in partitions:
+            p = self._partition(_check_tp(tp))
+            p.refresh()
+            out[tp] = p.log_start_offset
+        return out
+
+    def end_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """The offset the next appended record will get, per partition."""
+        self._check_open()
+        out = {}
+        for tp in partitions:
+            p = self._partition(_check_tp(tp))
+            p.refresh()
+            out[tp] = p.log_end_offset
+        return out
+
+    def highwater(self, partition: TopicPartition) -> int | None:
+        """The log end offset of an assigned partition (as of the last fetch)."""
+        st = self._states.get(_check_tp(partition))
+        return None if st is None else st.partition.log_end_offset
+
+    def offsets_for_times(self, timestamps: Mapping[TopicPartition, int]
+                          ) -> dict[TopicPartition, OffsetAndTimestamp | None]:
+        """Per partition, the first record with a timestamp >= the given one (ms), or None."""
+        self._check_open()
+        out: dict[TopicPartition, OffsetAndTimestamp | None] = {}
+        for tp, ts in timestamps.items():
+            if type(ts) is not int or ts < 0:
+                raise IllegalArgumentError(f"timestamps are ints >= 0 (ms), not {ts!r}")
+            found = self._partition(_check_tp(tp)).offset_for_timestamp(ts)
+            out[tp] = None if found is None else OffsetAndTimestamp(found[0], found[1])
+        return out
+
+    # -- committing -------------------------------------------------------------
+
+    def _store(self) -> Any:
+        if self._group_id is None:
+            raise IllegalStateError("committed offsets need a group_id")
+        return offset_store(self._log)
+
+    def commit(self, offsets: Mapping[TopicPartition, OffsetAndMetadata | int] | None = None) -> None:
+        """Durably commit ``offsets`` (default: the positions of every assigned partition).
+
+        A committed offset is the next one to read (the last processed + 1).
+        """
+        self._check_open()
+        store = self._store()
+        if offsets is None:
+            todo = {st.tp: OffsetAndMetadata(self._live_position(st))
+                    for st in self._states.values() if st.position is not None}
+        else:
+            todo = {}
+            for tp, o in offsets.items():
+                tp = _check_tp(tp)
+                if type(o) is int:
+                    o = OffsetAndMetadata(o)
+                if not (isinstance(o, tuple) and type(o[0]) is int and o[0] >= 0):
+                    raise IllegalArgumentError(f"commit offsets are OffsetAndMetadata or ints >= 0, "
+                                               f"not {o!r}")
+                if type(o) is not OffsetAndMetadata:
+                    o = OffsetAndMetadata(*o)
+                todo[tp] = o
+        store.commit(self._group_id, todo, acks=self.config["commit_acks"])
+        self._metrics["commit-total"] += 1
+        for tp, o in todo.items():
+            st = self._states.get(tp)
+            if st is not None:
+                st.committed = o.offset
+
+    def commit_async(self, offsets: Mapping[TopicPartition, OffsetAndMetadata | int] | None = None,
+                     callback: Callable[[Any, Any], None] | None = None) -> concurrent.futures.Future:
+        """Commit (at once: a commit is one local append) and report to ``callback(offsets, result)``."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        callback = callback or self._commit_callback
+        try:
+            self.commit(offsets)
+        except StromError as exc:
+            future.set_exception(exc)
+            if callback is not None:
+                callback(offsets, exc)
+        else:
+            future.set_result(None)
+            if callback is not None:
+                callback(offsets, None)
+        return future
+
+    def committed(self, partition: TopicPartition, metadata: bool = False
+                  ) -> int | OffsetAndMetadata | None:
+        """The group's committed offset of ``partition`` (OffsetAndMetadata with ``metadata``)."""
+        self._check_open()
+        found = self._store().committed(self._group_id, _check_tp(partition))
+        if found is None:
+            return None
+        return found if metadata else found.offset
+
+    def _maybe_auto_commit(self, force: bool = False,
+                           only: set[TopicPartition] | None = None) -> None:
+        if not self._auto_commit:
+            return
+        now = time.monotonic()
+        if not force and now < self._next_auto_commit:
+            return
+        self._next_auto_commit = now + self._auto_commit_s
+        todo = {}
+        for st in self._states.values():
+            if st.position is None or (only is not None and st.tp not in only):
+                continue
+            pos = self._live_position(st)
+            if pos != st.committed:
+                todo[st.tp] = OffsetAndMetadata(pos)
+        if not todo:
+            return
+        try:
+            offset_store(self._log).commit(self._group_id, todo, acks=self.config["commit_acks"])
+        except StromError as exc:
+            log_.warning("auto-commit of %s failed: %s", sorted(todo), exc)
+            if self._commit_callback is not None:
+                self._commit_callback(todo, exc)
+            return
+        self._metrics["commit-total"] += 1
+        for tp, o in todo.items():
+            self._states[tp].committed = o.offset
+        if self._commit_callback is not None:
+            self._commit_callback(todo, None)
+
+    # -- fetching ---------------------------------------------------------------
+
+    def _fill(self, st: _PartitionState) -> bool:
+        """Fetch records at the position into the buffer; True if there are any."""
+        position = self._resolve(st)
+        try:
+            batches = st.partition.read(position, self._fetch_bytes)
+        except OffsetOutOfRangeError:
+            if self._reset == "none":
+                raise
+            log_.info("%s-%d: offset %d is out of range; resetting to %s",
+                      st.tp.topic, st.tp.partition, position, self._reset)
+            st.position = None
+            st.reset = self._reset
+            position = self._resolve(st)
+            batches = st.partition.read(position, self._fetch_bytes)
+        if not batches:
+            return False
+        self._metrics["fetch-total"] += 1
+        records = self._build(st.tp, batches, position)
+        st.buffer_end = batches[-1].next_offset
+        st.buffer = records
+        st.index = 0
+        if not records:  # only records below the position (or a batch emptied by compaction)
+            st.position = st.buffer_end
+            return False
+        return True
+
+    def _build(self, tp: TopicPartition, batches: list[Any], position: int) -> list[ConsumerRecord]:
+        """ConsumerRecords of ``batches`` from ``position`` on, built with C iterators."""
+        out: list[ConsumerRecord] = []
+        topic, partition = tp
+        kd, vd = self._key_deserializer, self._value_deserializer
+        nbytes = 0
+        for batch in batches:
+            offsets, timestamps, keys, values, headers = batch.columns()
+            n = len(values)
+            if offsets[0] < position:  # the first batch may begin before the position
+                skip = (position - offsets[0] if type(offsets) is range
+                        else sum(1 for o in offsets if o < position))
+                offsets, timestamps, values = offsets[skip:], timestamps[skip:], values[skip:]
+                keys = keys[skip:] if keys is not None else None
+                headers = headers[skip:] if headers is not None else None
+                n -= skip
+                if not n:
+                    continue
+            nbytes += batch.size
+            key_sizes = _sizes(keys, n)
+            value_sizes = _sizes(values, n)
+            header_sizes = _header_sizes(headers, n)
+            if headers is None:
+                headers_col: Any = repeat((), n)
+            else:
+                headers_col = [[tuple(h) for h in hs] if hs else () for hs in headers]
+            if keys is None:
+                keys = repeat(None, n)
+            elif kd is not None:
+                keys = [None if k is None else kd(k) for k in keys]
+            if vd is not None:
+                values = [None if v is None else vd(v) for v in values]
+            ts_type = LOG_APPEND_TIME if batch.log_append_time else 0
+            out.extend(map(_tuple_new, repeat(ConsumerRecord, n), zip(
+                repeat(topic, n), repeat(partition, n), repeat(0, n), offsets, timestamps,
+                repeat(ts_type, n), keys, values, headers_col, repeat(None, n), key_sizes,
+                value_sizes, header_sizes)))
+        self._metrics["bytes-consumed-total"] += nbytes
+        return out
+
+    def _take(self, st: _PartitionState, limit: int) -> list[ConsumerRecord]:
+        """Up to ``limit`` buffered records of ``st`` (fetching if the buffer is empty)."""
+        if st.index >= len(st.buffer) and not self._fill(st):
+            return []
+        buf, i = st.buffer, st.index
+        j = min(i + limit, len(buf))
+        records = buf if i == 0 and j == len(buf) else buf[i:j]
+        st.index = j
+        st.position = buf[j].offset if j < len(buf) else st.buffer_end
+        if j == len(buf):
+            st.clear()
+        self._metrics["records-consumed-total"] += len(records)
+        return records
+
+    def _fetch(self, limit: int) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """Records from the assigned, unpaused partitions, in turn, up to ``limit`` in all."""
+        out: dict[TopicPartition, list[ConsumerRecord]] = {}
+        states = self._fetchable
+        k = len(states)
+        start = self._rr
+        for j in range(k):
+            st = states[(start + j) % k]
+            records = self._take(st, limit)
+            if records:
+                out[st.tp] = records
+                limit -= len(records)
+                if limit <= 0:
+                    self._rr = (start + j + 1) % k
+                    break
+        return out
+
+    def _housekeeping(self) -> None:
+        if time.monotonic() >= self._metadata_due:
+            self._update_subscription()
+        if self._auto_commit:
+            self._maybe_auto_commit()
+
+    def _wait(self, seen: int, deadline: float | None) -> bool:
+        """Wait for an append after ``seen`` until ``deadline``; False once the deadline passed."""
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            return False
+        left = None if deadline is None else deadline - now
+        if self._metadata_due != float("inf"):
+            left = _METADATA_REFRESH_S if left is None else min(left, _METADATA_REFRESH_S)
+        if self._auto_commit:
+            to_commit = max(0.0, self._next_auto_commit - now)
+            left = to_commit if left is None else min(left, to_commit)
+        self._log.wait_for_append(seen, left)
+        return True
+
+    def poll(self, timeout_ms: int = 0, max_records: int | None = None,
+             update_offsets: bool = True) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """Records from the assigned partitions: ``{TopicPartition: [ConsumerRecord, ...]}``.
+
+        Returns as soon as any record is there, or ``{}`` after ``timeout_ms``
+        (0: look once).  At most ``max_records`` (default ``max_poll_records``)
+        in all.  Runs auto-commit and picks up new topics of a subscription.
+        """
+        self._check_open()
+        if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)) or timeout_ms < 0:
+            raise IllegalArgumentError(f"timeout_ms must be a number >= 0, not {timeout_ms!r}")
+        if max_records is None:
+            max_records = self._max_poll_records
+        elif type(max_records) is not int or max_records < 1:
+            raise IllegalArgumentError(f"max_records must be an int >= 1, not {max_records!r}")
+        self._abandon_iteration()
+        deadline = time.monotonic() + timeout_ms / 1000
+        saved = None if update_offsets else {tp: (st.position, st.buffer, st.index)
+                                               for tp, st in self._states.items()}
+        while True:
+            self._housekeeping()
+            seen = self._log.append_signal.seq
+            records = self._fetch(max_records)
+            if records or self._closed or self._wakeup:
+                self._wakeup = False
+                break
+            if not self._wait(seen, deadline):
+                break
+        if saved is not None:
+            for tp, (position, buffer, index) in saved.items():
+                st = self._states[tp]
+                st.position, st.buffer, st.index = position, buffer, index
+        return records
+
+    def poll_columns(self, timeout_ms: int = 0, max_records: int | None = None
+                     ) -> dict[TopicPartition, RecordColumns]:
+        """Like :meth:`poll`, but each partition's records as columns, without an object per record.
+
+        The bulk path: one list each of offsets, timestamps, keys and values
+        per partition, as decoded from the batches (deserializers applied).
+        ``max_records`` is unlimited by default: each partition gives what one
+        fetch reads (``max_partition_fetch_bytes``).
+        """
+        self._check_open()
+        if max_records is not None and (type(max_records) is not int or max_records < 1):
+            raise IllegalArgumentError(f"max_records must be an int >= 1, not {max_records!r}")
+        self._abandon_iteration()
+        deadline = time.monotonic() + max(timeout_ms, 0) / 1000
+        while True:
+            self._housekeeping()
+            seen = self._log.append_signal.seq
+            out = self._fetch_columns(max_records)
+            if out or self._closed or self._wakeup:
+                self._wakeup = False
+                return out
+            if not self._wait(seen, deadline):
+                return out
+
+    def _fetch_columns(self, limit: int | None) -> dict[TopicPartition, RecordColumns]:
+        out: dict[TopicPartition, RecordColumns] = {}
+        kd, vd = self._key_deserializer, self._value_deserializer
+        for st in self._fetchable:
+            if limit is not None and limit <= 0:
+                break
+            if st.index < len(st.buffer):  # records left by poll(): hand them out first
+                recs = self._take(st, limit or len(st.buffer))
+                out[st.tp] = RecordColumns(
+                    [r.offset for r in recs], [r.timestamp for r in recs], [r.key for r in recs],
+                    [r.value for r in recs], [r.headers for r in recs],
+                    [r.timestamp_type for r in recs])
+                if limit is not None:
+                    limit -= len(recs)
+                continue
+            position = self._resolve(st)
+            try:
+                batches = st.partition.read(position, self._fetch_bytes)
+            except OffsetOutOfRangeError:
+                if self._reset == "none":
+                    raise
+                st.position, st.reset = None, self._reset
+                batches = st.partition.read(self._resolve(st), self._fetch_bytes)
+                position = st.position
+            if not batches:
+                continue
+            self._metrics["fetch-total"] += 1
+            cols = [b.columns() for b in batches]
+            if len(cols) == 1 and cols[0].offsets[0] >= position:
+                offsets, timestamps, keys, values, headers = cols[0]
+            else:
+                offsets, timestamps, values = [], [], []
+                keys = [] if any(c.keys is not None for c in cols) else None
+                headers = [] if any(c.headers is not None for c in cols) else None
+                for c in cols:
+                    n = len(c.values)
+                    skip = 0
+                    if c.offsets[0] < position:
+                        skip = sum(1 for o in c.offsets if o < position)
+                    offsets.extend(c.offsets[skip:])
+                    timestamps.extend(c.timestamps[skip:])
+                    values.extend(c.values[skip:])
+                    if keys is not None:
+                        keys.extend(c.keys[skip:] if c.keys is not None else repeat(None, n - skip))
+                    if headers is not None:
+                        headers.extend(c.headers[skip:] if c.headers is not None
+                                       else repeat(None, n - skip))
+            next_offset = batches[-1].next_offset
+            if limit is not None and len(values) > limit:
+                next_offset = offsets[limit]
+                offsets, timestamps, values = offsets[:limit], timestamps[:limit], values[:limit]
+                keys = keys[:limit] if keys is not None else None
+                headers = headers[:limit] if headers is not None else None
+            st.position = next_offset
+            if not values:
+                continue
+            if kd is not None and keys is not None:
+                keys = [None if k is None else kd(k) for k in keys]
+            if vd is not None:
+                values = [None if v is None else vd(v) for v in values]
+            types = {LOG_APPEND_TIME if b.log_append_time else 0 for b in batches}
+            ts_type: Any = types.pop() if len(types) == 1 else [
+                LOG_APPEND_TIME if b.log_append_time else 0 for b in batches]
+            out[st.tp] = RecordColumns(offsets, timestamps, keys, values, headers, ts_type)
+            self._metrics["records-consumed-total"] += len(values)
+            self._metrics["bytes-consumed-total"] += sum(b.size for b in batches)
+            if limit is not None:
+                limit -= len(values)
+        return out
+
+    # -- iteration ----------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[ConsumerRecord]:
+        if self._iterator is None:
+            self._iterator = self._records()
+        return self._iterator
+
+    def __next__(self) -> ConsumerRecord:
+        return next(self.__iter__())
+
+    def _next_chunk(self) -> tuple[_PartitionState, list[ConsumerRecord]] | None:
+        """The buffered records of the next partition in turn (fetching), or None."""
+        states = self._fetchable
+        k = len(states)
+        start = self._rr
+        for j in range(k):
+            st = states[(start + j) % k]
+            records = self._take(st, 1 << 62)
+            if records:
+                self._rr = (start + j + 1) % k
+                return st, records
+        return None
+
+    def _records(self) -> Iterator[ConsumerRecord]:
+        """The iteration generator: whole chunks through ``yield from``, position worked out lazily."""
+        try:
+            deadline = None
+            while not self._closed:
+                self._housekeeping()
+                seen = self._log.append_signal.seq
+                chunk = self._next_chunk()
+                if chunk is None:
+                    if self._wakeup:
+                        self._wakeup = False
+                        return
+                    if deadline is None and self._timeout_s != float("inf"):
+                        deadline = time.monotonic() + self._timeout_s
+                    if not self._wait(seen, deadline):
+                        return  # consumer_timeout_ms passed with no record
+                    continue
+                deadline = None
+                st, records = chunk
+                iterator = iter(records)
+                self._iter_state = (st, records, iterator, st.position)
+                yield from iterator
+                self._iter_state = None
+        finally:
+            self._iterator = None
+            self._iter_state = None
+
+    # -- lifecycle, metrics --------------------------------------------------------
+
+    def wakeup(self) -> None:
+        """Make a blocked ``poll()`` return (empty) or an iteration stop, from any thread."""
+        self._wakeup = True
+        self._log.append_signal.wake_all()
+
+    def close(self, autocommit: bool = True, timeout_ms: int | None = None) -> None:
+        """Commit (with auto-commit on), revoke the assignment, stop iteration (idempotent)."""
+        if self._closed:
+            return
+        try:
+            if autocommit:
+                self._maybe_auto_commit(force=True)
+            if self._states and self._listener is not None and self._subscription is not None:
+                self._call_listener("on_partitions_revoked", set(self._states))
+        finally:
+            if self._iter_state is not None:
+                collections.deque(self._iter_state[2], maxlen=0)  # iteration stops here
+                self._iter_state = None
+            for st in self._states.values():
+                self._log.unwatch(st.partition)
+            self._states.clear()
+            self._fetchable = []
+            self._closed = True
+            self._log.append_signal.wake_all()
+
+    @property
+    def closed(self) -> bool:
+        """True after close()."""
+        return self._closed
+
+    def metrics(self, raw: bool = False) -> dict[str, dict[str, Any]]:
+        """Counters (records, bytes, fetches, commits) and each partition's lag."""
+        lag = {}
+        for tp, st in self._states.items():
+            if st.position is not None:
+                lag[f"{tp.topic}-{tp.partition}"] = max(
+                    0, st.partition.log_end_offset - self._live_position(st))
+        return {"consumer-fetch-manager-metrics": dict(self._metrics), "records-lag": lag}
+
+    def bootstrap_connected(self) -> bool:
+        """Always True: the log is in this process."""
+        return True
+
+    def __enter__(self) -> Consumer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"<strom.Consumer group_id={self._group_id!r} partitions={len(self._states)} "
+                f"on {self._log.path!r}>")
