@@ -18,7 +18,8 @@ from .config import TopicConfig, validate_topic_name
 from .errors import (CommitFailedError, CorruptionError, CorruptMetadataError, CorruptRecordError,
                      IllegalArgumentError, IllegalStateError, InvalidConfigError, InvalidRecordError,
                      InvalidTopicError, LogClosedError, NoOffsetForPartitionError,
-                     OffsetOutOfRangeError, PartitionFailedError, RecordTooLargeError, StorageError,
+                     OffsetOutOfRangeError, PartitionFailedError, RecordDeserializationError,
+                     RecordTooLargeError, StorageError,
                      StromError, StromTimeoutError, TopicExistsError, UnknownTopicError,
                      UnknownTopicOrPartitionError, UnsupportedError)
 from .records import (ConsumerRecord, OffsetAndMetadata, OffsetAndTimestamp, PartitionInfo,
@@ -69,6 +70,7 @@ __all__ = [
     "IllegalArgumentError",
     "NoOffsetForPartitionError",
     "CommitFailedError",
+    "RecordDeserializationError",
     "UnsupportedError",
     "StromTimeoutError",
     "CorruptionError",

@@ -12,7 +12,7 @@ Who is at fault:
   :class:`OffsetOutOfRangeError`, :class:`LogClosedError`,
   :class:`IllegalStateError`, :class:`IllegalArgumentError`,
   :class:`NoOffsetForPartitionError`, :class:`CommitFailedError`,
-  :class:`UnsupportedError`;
+  :class:`RecordDeserializationError`, :class:`UnsupportedError`;
 * the disk or another program: :class:`CorruptRecordError`,
   :class:`CorruptMetadataError`, :class:`StorageError`,
   :class:`PartitionFailedError`.
@@ -35,6 +35,7 @@ __all__ = [
     "IllegalArgumentError",
     "NoOffsetForPartitionError",
     "CommitFailedError",
+    "RecordDeserializationError",
     "UnsupportedError",
     "StromTimeoutError",
     "CorruptionError",
@@ -118,6 +119,19 @@ class NoOffsetForPartitionError(StromError):
 
 class CommitFailedError(StromError):
     """A commit was refused: the consumer no longer owns the partition (its group moved on)."""
+
+
+class RecordDeserializationError(StromError):
+    """A consumer's key or value deserializer raised; the cause is chained.
+
+    The position stays on the record (``offset``) so that nothing is skipped
+    silently: seek past it to go on, as with Kafka's RecordDeserializationException.
+    """
+
+    def __init__(self, message: str, *, topic_partition: object = None, offset: int = -1):
+        super().__init__(message)
+        self.topic_partition = topic_partition
+        self.offset = offset
 
 
 class UnsupportedError(StromError, NotImplementedError):

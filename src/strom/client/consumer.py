@@ -40,15 +40,16 @@ from __future__ import annotations
 import abc
 import collections
 import concurrent.futures
+import gc
 import logging
 import re
-import threading
 import time
 from itertools import repeat
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 from ..errors import (IllegalArgumentError, IllegalStateError, InvalidConfigError,
-                      NoOffsetForPartitionError, OffsetOutOfRangeError, StromError,
+                      NoOffsetForPartitionError, OffsetOutOfRangeError,
+                      RecordDeserializationError, StromError,
                       UnknownTopicOrPartitionError)
 from ..group.offsets import OFFSETS_TOPIC, offset_store
 from ..records import (LOG_APPEND_TIME, ConsumerRecord, OffsetAndMetadata, OffsetAndTimestamp,
@@ -175,6 +176,25 @@ def _deserializer(name: str, value: Any) -> Callable[..., Any] | None:
     if not callable(value):
         raise InvalidConfigError(f"{name} must be callable, not {type(value).__name__}")
     return value
+
+
+def _deserialize(fn: Callable[[bytes], Any], column: Sequence[Any], tp: TopicPartition,
+                 offsets: Sequence[int], what: str) -> list[Any]:
+    """``fn`` over a column, None left as None; a failure names the record's offset."""
+    try:
+        return [None if x is None else fn(x) for x in column]
+    except Exception as exc:
+        for offset, x in zip(offsets, column):
+            if x is not None:
+                try:
+                    fn(x)
+                except Exception:
+                    break
+        else:
+            offset = -1
+        raise RecordDeserializationError(
+            f"the {what} deserializer failed on {tp.topic}-{tp.partition} at offset {offset}: "
+            f"{exc!r}; seek past it to go on", topic_partition=tp, offset=offset) from exc
 
 
 class _PartitionState:
@@ -384,10 +404,10 @@ class Consumer:
             return
         revoked = old - new
         added = [tp for tp in tps if tp not in old]
-        if revoked:
+        if revoked:  # as kafka-python: auto-commit, then the listener, then let go
+            self._maybe_auto_commit(force=True, only=revoked)
             if self._listener is not None and self._subscription is not None:
                 self._call_listener("on_partitions_revoked", revoked)
-            self._maybe_auto_commit(force=True, only=revoked)
             for tp in revoked:
                 self._log.unwatch(self._states.pop(tp).partition)
         for tp in added:
@@ -685,8 +705,25 @@ class Consumer:
         if not batches:
             return False
         self._metrics["fetch-total"] += 1
-        records = self._build(st.tp, batches, position)
-        st.buffer_end = batches[-1].next_offset
+        # Thousands of new tuples would run the cyclic GC every 700 of them,
+        # each run walking the records built so far (half the cost of a
+        # fetch); records cannot form cycles, so it waits until they are built.
+        gc_was_on = gc.isenabled()
+        if gc_was_on:
+            gc.disable()
+        end = batches[-1].next_offset
+        try:
+            records = self._build(st.tp, batches, position)
+        except RecordDeserializationError as exc:
+            if exc.offset <= position:
+                raise  # the next record is the bad one: the caller must decide
+            # Hand out the records before the bad one; the fetch after them raises.
+            records = self._build(st.tp, batches, position, stop=exc.offset)
+            end = exc.offset
+        finally:
+            if gc_was_on:
+                gc.enable()
+        st.buffer_end = end
         st.buffer = records
         st.index = 0
         if not records:  # only records below the position (or a batch emptied by compaction)
@@ -694,8 +731,9 @@ class Consumer:
             return False
         return True
 
-    def _build(self, tp: TopicPartition, batches: list[Any], position: int) -> list[ConsumerRecord]:
-        """ConsumerRecords of ``batches`` from ``position`` on, built with C iterators."""
+    def _build(self, tp: TopicPartition, batches: list[Any], position: int,
+               stop: int | None = None) -> list[ConsumerRecord]:
+        """ConsumerRecords of ``batches`` from ``position`` (to before ``stop``), built with C iterators."""
         out: list[ConsumerRecord] = []
         topic, partition = tp
         kd, vd = self._key_deserializer, self._value_deserializer
@@ -712,6 +750,13 @@ class Consumer:
                 n -= skip
                 if not n:
                     continue
+            if stop is not None and offsets[-1] >= stop:
+                n = sum(1 for o in offsets if o < stop)
+                offsets, timestamps, values = offsets[:n], timestamps[:n], values[:n]
+                keys = keys[:n] if keys is not None else None
+                headers = headers[:n] if headers is not None else None
+                if not n:
+                    break
             nbytes += batch.size
             key_sizes = _sizes(keys, n)
             value_sizes = _sizes(values, n)
@@ -723,9 +768,9 @@ class Consumer:
             if keys is None:
                 keys = repeat(None, n)
             elif kd is not None:
-                keys = [None if k is None else kd(k) for k in keys]
+                keys = _deserialize(kd, keys, tp, offsets, "key")
             if vd is not None:
-                values = [None if v is None else vd(v) for v in values]
+                values = _deserialize(vd, values, tp, offsets, "value")
             ts_type = LOG_APPEND_TIME if batch.log_append_time else 0
             out.extend(map(_tuple_new, repeat(ConsumerRecord, n), zip(
                 repeat(topic, n), repeat(partition, n), repeat(0, n), offsets, timestamps,
@@ -845,7 +890,6 @@ class Consumer:
 
     def _fetch_columns(self, limit: int | None) -> dict[TopicPartition, RecordColumns]:
         out: dict[TopicPartition, RecordColumns] = {}
-        kd, vd = self._key_deserializer, self._value_deserializer
         for st in self._fetchable:
             if limit is not None and limit <= 0:
                 break
@@ -877,12 +921,15 @@ class Consumer:
                 offsets, timestamps, values = [], [], []
                 keys = [] if any(c.keys is not None for c in cols) else None
                 headers = [] if any(c.headers is not None for c in cols) else None
+                dense = all(type(c.offsets) is range for c in cols) and all(
+                    a.offsets.stop == b.offsets.start for a, b in zip(cols, cols[1:]))
                 for c in cols:
                     n = len(c.values)
                     skip = 0
                     if c.offsets[0] < position:
                         skip = sum(1 for o in c.offsets if o < position)
-                    offsets.extend(c.offsets[skip:])
+                    if not dense:
+                        offsets.extend(c.offsets[skip:])
                     timestamps.extend(c.timestamps[skip:])
                     values.extend(c.values[skip:])
                     if keys is not None:
@@ -890,19 +937,29 @@ class Consumer:
                     if headers is not None:
                         headers.extend(c.headers[skip:] if c.headers is not None
                                        else repeat(None, n - skip))
+                if dense:  # consecutive offsets stay a range: no int object per record
+                    offsets = range(cols[-1].offsets.stop - len(values), cols[-1].offsets.stop)
             next_offset = batches[-1].next_offset
             if limit is not None and len(values) > limit:
                 next_offset = offsets[limit]
                 offsets, timestamps, values = offsets[:limit], timestamps[:limit], values[:limit]
                 keys = keys[:limit] if keys is not None else None
                 headers = headers[:limit] if headers is not None else None
+            if values:
+                try:
+                    keys, values = self._deserialize_columns(st.tp, offsets, keys, values)
+                except RecordDeserializationError as exc:
+                    if exc.offset <= offsets[0]:
+                        raise  # the next record is the bad one: the caller must decide
+                    n = sum(1 for o in offsets if o < exc.offset)  # hand out those before it
+                    offsets, timestamps, values = offsets[:n], timestamps[:n], values[:n]
+                    keys = keys[:n] if keys is not None else None
+                    headers = headers[:n] if headers is not None else None
+                    keys, values = self._deserialize_columns(st.tp, offsets, keys, values)
+                    next_offset = exc.offset
             st.position = next_offset
             if not values:
                 continue
-            if kd is not None and keys is not None:
-                keys = [None if k is None else kd(k) for k in keys]
-            if vd is not None:
-                values = [None if v is None else vd(v) for v in values]
             types = {LOG_APPEND_TIME if b.log_append_time else 0 for b in batches}
             ts_type: Any = types.pop() if len(types) == 1 else [
                 LOG_APPEND_TIME if b.log_append_time else 0 for b in batches]
@@ -912,6 +969,15 @@ class Consumer:
             if limit is not None:
                 limit -= len(values)
         return out
+
+    def _deserialize_columns(self, tp: TopicPartition, offsets: Sequence[int], keys: Any,
+                             values: list[Any]) -> tuple[Any, list[Any]]:
+        kd, vd = self._key_deserializer, self._value_deserializer
+        if kd is not None and keys is not None:
+            keys = _deserialize(kd, keys, tp, offsets, "key")
+        if vd is not None:
+            values = _deserialize(vd, values, tp, offsets, "value")
+        return keys, values
 
     # -- iteration ----------------------------------------------------------------
 
