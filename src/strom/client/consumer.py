@@ -48,7 +48,7 @@ from itertools import repeat
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 from ..errors import (IllegalArgumentError, IllegalStateError, InvalidConfigError,
-                      NoOffsetForPartitionError, OffsetOutOfRangeError,
+                      LogClosedError, NoOffsetForPartitionError, OffsetOutOfRangeError,
                       RecordDeserializationError, StromError,
                       UnknownTopicOrPartitionError)
 from ..group.offsets import OFFSETS_TOPIC, offset_store
@@ -264,7 +264,7 @@ class Consumer:
         timeout = config["consumer_timeout_ms"]
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
             raise InvalidConfigError(f"consumer_timeout_ms must be a number >= 0, not {timeout!r}")
-        if config["commit_acks"] not in (0, 1, "all", -1):
+        if config["commit_acks"] not in (0, 1, "all", -1) or isinstance(config["commit_acks"], bool):
             raise InvalidConfigError(f"commit_acks must be 0, 1 or 'all', not {config['commit_acks']!r}")
         self.config = config
         self._log = log
@@ -306,6 +306,9 @@ class Consumer:
     def subscribe(self, topics: Iterable[str] = (), pattern: str | None = None,
                   listener: ConsumerRebalanceListener | None = None) -> None:
         """Consume ``topics`` (or every topic matching the regex ``pattern``), all partitions.
+
+        ``pattern`` matches from the start of a name, as kafka-python's does
+        (``re.match``); it picks up topics created later.
 
         Replaces any earlier subscription.  Raises IllegalStateError after
         ``assign()``, IllegalArgumentError with neither topics nor pattern.
@@ -380,7 +383,7 @@ class Consumer:
         now = time.monotonic()
         self._metadata_due = now + _METADATA_REFRESH_S
         if self._pattern is not None:
-            names = [n for n in self._log.topics() if self._pattern.fullmatch(n)
+            names = [n for n in self._log.topics() if self._pattern.match(n)
                      and not (self.config["exclude_internal_topics"] and n == OFFSETS_TOPIC)]
             self._subscription = set(names)
         tps = []
@@ -606,6 +609,10 @@ class Consumer:
 
         A committed offset is the next one to read (the last processed + 1).
         """
+        self._commit(offsets)
+
+    def _commit(self, offsets: Mapping[TopicPartition, OffsetAndMetadata | int] | None
+                ) -> dict[TopicPartition, OffsetAndMetadata]:
         self._check_open()
         store = self._store()
         if offsets is None:
@@ -629,6 +636,7 @@ class Consumer:
             st = self._states.get(tp)
             if st is not None:
                 st.committed = o.offset
+        return todo
 
     def commit_async(self, offsets: Mapping[TopicPartition, OffsetAndMetadata | int] | None = None,
                      callback: Callable[[Any, Any], None] | None = None) -> concurrent.futures.Future:
@@ -636,7 +644,7 @@ class Consumer:
         future: concurrent.futures.Future = concurrent.futures.Future()
         callback = callback or self._commit_callback
         try:
-            self.commit(offsets)
+            committed = self._commit(offsets)
         except StromError as exc:
             future.set_exception(exc)
             if callback is not None:
@@ -644,7 +652,7 @@ class Consumer:
         else:
             future.set_result(None)
             if callback is not None:
-                callback(offsets, None)
+                callback(committed if offsets is None else offsets, None)
         return future
 
     def committed(self, partition: TopicPartition, metadata: bool = False
@@ -688,11 +696,17 @@ class Consumer:
 
     # -- fetching ---------------------------------------------------------------
 
-    def _fill(self, st: _PartitionState) -> bool:
-        """Fetch records at the position into the buffer; True if there are any."""
-        position = self._resolve(st)
+    def _read(self, st: _PartitionState) -> tuple[list[Any], int]:
+        """Batches at the position of ``st`` (resetting an out-of-range one), and the position."""
+        position = -1
         try:
-            batches = st.partition.read(position, self._fetch_bytes)
+            position = self._resolve(st)
+            return st.partition.read(position, self._fetch_bytes), position
+        except LogClosedError:
+            if self._log.closed:
+                raise
+            self._topic_gone(st)
+            return [], position
         except OffsetOutOfRangeError:
             if self._reset == "none":
                 raise
@@ -701,7 +715,20 @@ class Consumer:
             st.position = None
             st.reset = self._reset
             position = self._resolve(st)
-            batches = st.partition.read(position, self._fetch_bytes)
+            return st.partition.read(position, self._fetch_bytes), position
+
+    def _topic_gone(self, st: _PartitionState) -> None:
+        """The topic of ``st`` was deleted: a subscription lets it go, an assignment raises."""
+        if self._states.get(st.tp) is not st:
+            return
+        if self._subscription is None:
+            raise UnknownTopicOrPartitionError(
+                f"topic {st.tp.topic!r} of assigned partition {st.tp.partition} was deleted")
+        self._update_subscription()
+
+    def _fill(self, st: _PartitionState) -> bool:
+        """Fetch records at the position into the buffer; True if there are any."""
+        batches, position = self._read(st)
         if not batches:
             return False
         self._metrics["fetch-total"] += 1
@@ -762,9 +789,9 @@ class Consumer:
             value_sizes = _sizes(values, n)
             header_sizes = _header_sizes(headers, n)
             if headers is None:
-                headers_col: Any = repeat((), n)
+                headers_col: Any = map(list, repeat((), n))  # a fresh [] each, in C
             else:
-                headers_col = [[tuple(h) for h in hs] if hs else () for hs in headers]
+                headers_col = [[tuple(h) for h in hs] if hs else [] for hs in headers]
             if keys is None:
                 keys = repeat(None, n)
             elif kd is not None:
@@ -821,7 +848,7 @@ class Consumer:
         now = time.monotonic()
         if deadline is not None and now >= deadline:
             return False
-        left = None if deadline is None else deadline - now
+        left = self._wait_slice_s if deadline is None else min(deadline - now, self._wait_slice_s)
         if self._metadata_due != float("inf"):
             left = _METADATA_REFRESH_S if left is None else min(left, _METADATA_REFRESH_S)
         if self._auto_commit:
@@ -829,6 +856,14 @@ class Consumer:
             left = to_commit if left is None else min(left, to_commit)
         self._log.wait_for_append(seen, left)
         return True
+
+    @staticmethod
+    def _check_poll_args(timeout_ms: Any, max_records: Any) -> tuple[float, int]:
+        if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)) or timeout_ms < 0:
+            raise IllegalArgumentError(f"timeout_ms must be a number >= 0, not {timeout_ms!r}")
+        if type(max_records) is not int or max_records < 1:
+            raise IllegalArgumentError(f"max_records must be an int >= 1, not {max_records!r}")
+        return timeout_ms, max_records
 
     def poll(self, timeout_ms: int = 0, max_records: int | None = None,
              update_offsets: bool = True) -> dict[TopicPartition, list[ConsumerRecord]]:
@@ -839,12 +874,8 @@ class Consumer:
         in all.  Runs auto-commit and picks up new topics of a subscription.
         """
         self._check_open()
-        if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)) or timeout_ms < 0:
-            raise IllegalArgumentError(f"timeout_ms must be a number >= 0, not {timeout_ms!r}")
-        if max_records is None:
-            max_records = self._max_poll_records
-        elif type(max_records) is not int or max_records < 1:
-            raise IllegalArgumentError(f"max_records must be an int >= 1, not {max_records!r}")
+        timeout_ms, max_records = self._check_poll_args(
+            timeout_ms, self._max_poll_records if max_records is None else max_records)
         self._abandon_iteration()
         deadline = time.monotonic() + timeout_ms / 1000
         saved = None if update_offsets else {tp: (st.position, st.buffer, st.index)
@@ -874,10 +905,11 @@ class Consumer:
         fetch reads (``max_partition_fetch_bytes``).
         """
         self._check_open()
-        if max_records is not None and (type(max_records) is not int or max_records < 1):
-            raise IllegalArgumentError(f"max_records must be an int >= 1, not {max_records!r}")
+        timeout_ms, _ = self._check_poll_args(timeout_ms, 1)
+        if max_records is not None:
+            _, max_records = self._check_poll_args(0, max_records)
         self._abandon_iteration()
-        deadline = time.monotonic() + max(timeout_ms, 0) / 1000
+        deadline = time.monotonic() + timeout_ms / 1000
         while True:
             self._housekeeping()
             seen = self._log.append_signal.seq
@@ -889,86 +921,100 @@ class Consumer:
                 return out
 
     def _fetch_columns(self, limit: int | None) -> dict[TopicPartition, RecordColumns]:
+        """Columns of the assigned, unpaused partitions, in turn, up to ``limit`` records in all."""
         out: dict[TopicPartition, RecordColumns] = {}
-        for st in self._fetchable:
+        states = self._fetchable
+        k = len(states)
+        start = self._rr
+        for j in range(k):
             if limit is not None and limit <= 0:
                 break
-            if st.index < len(st.buffer):  # records left by poll(): hand them out first
-                recs = self._take(st, limit or len(st.buffer))
-                out[st.tp] = RecordColumns(
-                    [r.offset for r in recs], [r.timestamp for r in recs], [r.key for r in recs],
-                    [r.value for r in recs], [r.headers for r in recs],
-                    [r.timestamp_type for r in recs])
+            st = states[(start + j) % k]
+            cols = self._columns(st, limit)
+            if cols is not None:
+                out[st.tp] = cols
+                self._rr = (start + j + 1) % k
                 if limit is not None:
-                    limit -= len(recs)
-                continue
-            position = self._resolve(st)
-            try:
-                batches = st.partition.read(position, self._fetch_bytes)
-            except OffsetOutOfRangeError:
-                if self._reset == "none":
-                    raise
-                st.position, st.reset = None, self._reset
-                batches = st.partition.read(self._resolve(st), self._fetch_bytes)
-                position = st.position
-            if not batches:
-                continue
-            self._metrics["fetch-total"] += 1
-            cols = [b.columns() for b in batches]
-            if len(cols) == 1 and cols[0].offsets[0] >= position:
-                offsets, timestamps, keys, values, headers = cols[0]
-            else:
-                offsets, timestamps, values = [], [], []
-                keys = [] if any(c.keys is not None for c in cols) else None
-                headers = [] if any(c.headers is not None for c in cols) else None
-                dense = all(type(c.offsets) is range for c in cols) and all(
-                    a.offsets.stop == b.offsets.start for a, b in zip(cols, cols[1:]))
-                for c in cols:
-                    n = len(c.values)
-                    skip = 0
-                    if c.offsets[0] < position:
-                        skip = sum(1 for o in c.offsets if o < position)
-                    if not dense:
-                        offsets.extend(c.offsets[skip:])
-                    timestamps.extend(c.timestamps[skip:])
-                    values.extend(c.values[skip:])
-                    if keys is not None:
-                        keys.extend(c.keys[skip:] if c.keys is not None else repeat(None, n - skip))
-                    if headers is not None:
-                        headers.extend(c.headers[skip:] if c.headers is not None
-                                       else repeat(None, n - skip))
-                if dense:  # consecutive offsets stay a range: no int object per record
-                    offsets = range(cols[-1].offsets.stop - len(values), cols[-1].offsets.stop)
-            next_offset = batches[-1].next_offset
-            if limit is not None and len(values) > limit:
-                next_offset = offsets[limit]
-                offsets, timestamps, values = offsets[:limit], timestamps[:limit], values[:limit]
-                keys = keys[:limit] if keys is not None else None
-                headers = headers[:limit] if headers is not None else None
-            if values:
-                try:
-                    keys, values = self._deserialize_columns(st.tp, offsets, keys, values)
-                except RecordDeserializationError as exc:
-                    if exc.offset <= offsets[0]:
-                        raise  # the next record is the bad one: the caller must decide
-                    n = sum(1 for o in offsets if o < exc.offset)  # hand out those before it
-                    offsets, timestamps, values = offsets[:n], timestamps[:n], values[:n]
-                    keys = keys[:n] if keys is not None else None
-                    headers = headers[:n] if headers is not None else None
-                    keys, values = self._deserialize_columns(st.tp, offsets, keys, values)
-                    next_offset = exc.offset
-            st.position = next_offset
-            if not values:
-                continue
-            types = {LOG_APPEND_TIME if b.log_append_time else 0 for b in batches}
-            ts_type: Any = types.pop() if len(types) == 1 else [
-                LOG_APPEND_TIME if b.log_append_time else 0 for b in batches]
-            out[st.tp] = RecordColumns(offsets, timestamps, keys, values, headers, ts_type)
-            self._metrics["records-consumed-total"] += len(values)
-            self._metrics["bytes-consumed-total"] += sum(b.size for b in batches)
-            if limit is not None:
-                limit -= len(values)
+                    limit -= len(cols.values)
         return out
+
+    def _columns(self, st: _PartitionState, limit: int | None) -> RecordColumns | None:
+        """The next records of ``st`` as columns, advancing its position."""
+        if st.index < len(st.buffer):  # records left by poll(): hand them out first
+            recs = self._take(st, limit or len(st.buffer))
+            keys = [r.key for r in recs]
+            types = {r.timestamp_type for r in recs}
+            return RecordColumns(
+                [r.offset for r in recs], [r.timestamp for r in recs],
+                keys if any(x is not None for x in keys) else None, [r.value for r in recs],
+                [r.headers for r in recs] if any(r.headers for r in recs) else None,
+                types.pop() if len(types) == 1 else [r.timestamp_type for r in recs])
+        batches, position = self._read(st)
+        if not batches:
+            return None
+        self._metrics["fetch-total"] += 1
+        cols = [b.columns() for b in batches]
+        counts = []
+        if len(cols) == 1 and cols[0].offsets[0] >= position:
+            offsets, timestamps, keys, values, headers = cols[0]
+            counts.append(len(values))
+        else:
+            offsets, timestamps, values = [], [], []
+            keys = [] if any(c.keys is not None for c in cols) else None
+            headers = [] if any(c.headers is not None for c in cols) else None
+            dense = all(type(c.offsets) is range for c in cols) and all(
+                a.offsets.stop == b.offsets.start for a, b in zip(cols, cols[1:]))
+            for c in cols:
+                n = len(c.values)
+                skip = 0
+                if c.offsets[0] < position:
+                    skip = sum(1 for o in c.offsets if o < position)
+                counts.append(n - skip)
+                if not dense:
+                    offsets.extend(c.offsets[skip:])
+                timestamps.extend(c.timestamps[skip:])
+                values.extend(c.values[skip:])
+                if keys is not None:
+                    keys.extend(c.keys[skip:] if c.keys is not None else repeat(None, n - skip))
+                if headers is not None:
+                    headers.extend(c.headers[skip:] if c.headers is not None
+                                   else repeat(None, n - skip))
+            if dense:  # consecutive offsets stay a range: no int object per record
+                offsets = range(cols[-1].offsets.stop - len(values), cols[-1].offsets.stop)
+        next_offset = batches[-1].next_offset
+        if limit is not None and len(values) > limit:
+            next_offset = offsets[limit]
+            offsets, timestamps, values = offsets[:limit], timestamps[:limit], values[:limit]
+            keys = keys[:limit] if keys is not None else None
+            headers = headers[:limit] if headers is not None else None
+        if values:
+            try:
+                keys, values = self._deserialize_columns(st.tp, offsets, keys, values)
+            except RecordDeserializationError as exc:
+                if exc.offset <= offsets[0]:
+                    raise  # the next record is the bad one: the caller must decide
+                n = sum(1 for o in offsets if o < exc.offset)  # hand out those before it
+                offsets, timestamps, values = offsets[:n], timestamps[:n], values[:n]
+                keys = keys[:n] if keys is not None else None
+                headers = headers[:n] if headers is not None else None
+                keys, values = self._deserialize_columns(st.tp, offsets, keys, values)
+                next_offset = exc.offset
+        st.position = next_offset
+        if not values:
+            return None
+        if headers is not None:
+            headers = [[tuple(h) for h in hs] if hs else [] for hs in headers]
+        types = [LOG_APPEND_TIME if b.log_append_time else 0 for b in batches]
+        if len(set(types)) == 1:
+            ts_type: Any = types[0]
+        else:  # batches differ: one type per record
+            ts_type = []
+            for t, count in zip(types, counts):
+                ts_type.extend(repeat(t, count))
+            del ts_type[len(values):]
+        self._metrics["records-consumed-total"] += len(values)
+        self._metrics["bytes-consumed-total"] += sum(b.size for b in batches)
+        return RecordColumns(offsets, timestamps, keys, values, headers, ts_type)
 
     def _deserialize_columns(self, tp: TopicPartition, offsets: Sequence[int], keys: Any,
                              values: list[Any]) -> tuple[Any, list[Any]]:

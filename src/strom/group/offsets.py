@@ -18,12 +18,13 @@ Every process keeps its own view: an :class:`OffsetStore` per Log reads the
 topic from where it last stopped before answering (one ``read`` at the log
 end costs a few microseconds), so commits by other processes are seen at
 once.  The topic is read through the storage layer's checksums; a record
-whose structure is not the above is reported as CorruptMetadataError, never
-used.
+whose structure is not the above (written by something other than a commit:
+the checksums rule out damage) is skipped with a warning, never used.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import weakref
@@ -31,7 +32,7 @@ from typing import Any, Iterable, Mapping
 
 import msgpack
 
-from ..errors import CorruptMetadataError, StromError, UnknownTopicOrPartitionError
+from ..errors import StromError, UnknownTopicOrPartitionError
 from ..records import OffsetAndMetadata, TopicPartition
 from ..storage import Log, Partition
 
@@ -39,6 +40,8 @@ __all__ = ["OffsetStore", "offset_store", "OFFSETS_TOPIC"]
 
 #: The internal topic holding committed offsets (Kafka's name).
 OFFSETS_TOPIC = "__consumer_offsets"
+log_ = logging.getLogger("strom.group")
+
 _OFFSETS_CONFIG = {"cleanup.policy": "compact", "segment.bytes": 16 * 1024 * 1024}
 _KIND = "offset"
 
@@ -115,8 +118,11 @@ class OffsetStore:
             if not (type(offset) is int and isinstance(metadata, str) and type(epoch) is int):
                 raise ValueError("bad field types")
         except (ValueError, TypeError, msgpack.UnpackException) as exc:
-            raise CorruptMetadataError(f"{OFFSETS_TOPIC} holds a malformed commit near offset "
-                                       f"{batch.base_offset}: {exc}") from None
+            # The batch passed its checksum, so these bytes were written like
+            # this, by something other than a commit: skip them, use nothing.
+            log_.warning("%s: ignoring a record that is not a commit (batch at offset %d): %s",
+                         OFFSETS_TOPIC, batch.base_offset, exc)
+            return
         self._offsets.setdefault(group, {})[tp] = OffsetAndMetadata(offset, metadata, epoch)
 
     def commit(self, group: str, offsets: Mapping[TopicPartition, OffsetAndMetadata], *,
