@@ -12,11 +12,13 @@ SOAK_ROUNDS ?= 3000
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,examples]'
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(PY) examples/quickstart.py
+	$(PY) examples/article_signups.py
+	$(PY) examples/article_online_learning.py
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -24,7 +24,7 @@ LAYERS = {
     "storage": 3,
     "group": 4,
     "client": 5,
-    "streams": 6, "connect": 6,
+    "streams": 6, "connect": 6, "compat": 6,
     "wire": 7, "remote": 7,
     "cli": 8,
     "testing": 8,

@@ -37,6 +37,11 @@ class RecordMetadata(NamedTuple):
     serialized_value_size: int
     serialized_header_size: int
 
+    @property
+    def log_start_offset(self) -> int:
+        """-1: kafka-python 2.x's field, kept for code that reads it (3.x dropped it)."""
+        return -1
+
 
 class ConsumerRecord(NamedTuple):
     """One record as a consumer sees it (kafka-python 3.x's ConsumerRecord fields).
