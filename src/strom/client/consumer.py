@@ -51,6 +51,7 @@ from ..errors import (IllegalArgumentError, IllegalStateError, InvalidConfigErro
                       LogClosedError, NoOffsetForPartitionError, OffsetOutOfRangeError,
                       RecordDeserializationError, StromError,
                       UnknownTopicOrPartitionError)
+from ..config import validate_topic_name
 from ..group.offsets import OFFSETS_TOPIC, offset_store
 from ..records import (LOG_APPEND_TIME, ConsumerRecord, OffsetAndMetadata, OffsetAndTimestamp,
                        TopicPartition)
@@ -291,6 +292,7 @@ class Consumer:
         self._iterator: Iterator[ConsumerRecord] | None = None
         self._iter_state: tuple[_PartitionState, list[ConsumerRecord], Iterator[Any], int] | None = None
         self._wakeup = False
+        self._pending_error: StromError | None = None
         self._closed = False
         self._metrics = {"records-consumed-total": 0, "bytes-consumed-total": 0, "fetch-total": 0,
                          "commit-total": 0}
@@ -326,6 +328,7 @@ class Consumer:
         for t in topics:
             if type(t) is not str:
                 raise IllegalArgumentError(f"topic names are str, not {type(t).__name__}")
+            validate_topic_name(t)  # before anything changes
         if listener is not None and not isinstance(listener, ConsumerRebalanceListener):
             raise IllegalArgumentError("listener must be a ConsumerRebalanceListener")
         self._listener = listener
@@ -739,14 +742,17 @@ class Consumer:
         if gc_was_on:
             gc.disable()
         end = batches[-1].next_offset
+        stop = None
         try:
-            records = self._build(st.tp, batches, position)
-        except RecordDeserializationError as exc:
-            if exc.offset <= position:
-                raise  # the next record is the bad one: the caller must decide
-            # Hand out the records before the bad one; the fetch after them raises.
-            records = self._build(st.tp, batches, position, stop=exc.offset)
-            end = exc.offset
+            while True:
+                try:
+                    records = self._build(st.tp, batches, position, stop)
+                    break
+                except RecordDeserializationError as exc:
+                    if exc.offset <= position:
+                        raise  # the next record is the bad one: the caller must decide
+                    # Hand out the records before the bad one; the fetch after them raises.
+                    stop = end = exc.offset
         finally:
             if gc_was_on:
                 gc.enable()
@@ -828,7 +834,13 @@ class Consumer:
         start = self._rr
         for j in range(k):
             st = states[(start + j) % k]
-            records = self._take(st, limit)
+            try:
+                records = self._take(st, limit)
+            except StromError as exc:
+                if not out:
+                    raise
+                self._pending_error = exc  # hand out what was taken; raise at the next poll
+                break
             if records:
                 out[st.tp] = records
                 limit -= len(records)
@@ -838,6 +850,9 @@ class Consumer:
         return out
 
     def _housekeeping(self) -> None:
+        if self._pending_error is not None:
+            exc, self._pending_error = self._pending_error, None
+            raise exc
         if time.monotonic() >= self._metadata_due:
             self._update_subscription()
         if self._auto_commit:
@@ -891,8 +906,9 @@ class Consumer:
                 break
         if saved is not None:
             for tp, (position, buffer, index) in saved.items():
-                st = self._states[tp]
-                st.position, st.buffer, st.index = position, buffer, index
+                st = self._states.get(tp)
+                if st is not None:  # (closed or unassigned meanwhile: nothing to restore)
+                    st.position, st.buffer, st.index = position, buffer, index
         return records
 
     def poll_columns(self, timeout_ms: int = 0, max_records: int | None = None
@@ -930,7 +946,13 @@ class Consumer:
             if limit is not None and limit <= 0:
                 break
             st = states[(start + j) % k]
-            cols = self._columns(st, limit)
+            try:
+                cols = self._columns(st, limit)
+            except StromError as exc:
+                if not out:
+                    raise
+                self._pending_error = exc  # hand out what was taken; raise at the next poll
+                break
             if cols is not None:
                 out[st.tp] = cols
                 self._rr = (start + j + 1) % k
@@ -987,9 +1009,10 @@ class Consumer:
             offsets, timestamps, values = offsets[:limit], timestamps[:limit], values[:limit]
             keys = keys[:limit] if keys is not None else None
             headers = headers[:limit] if headers is not None else None
-        if values:
+        while values:
             try:
                 keys, values = self._deserialize_columns(st.tp, offsets, keys, values)
+                break
             except RecordDeserializationError as exc:
                 if exc.offset <= offsets[0]:
                     raise  # the next record is the bad one: the caller must decide
@@ -997,7 +1020,6 @@ class Consumer:
                 offsets, timestamps, values = offsets[:n], timestamps[:n], values[:n]
                 keys = keys[:n] if keys is not None else None
                 headers = headers[:n] if headers is not None else None
-                keys, values = self._deserialize_columns(st.tp, offsets, keys, values)
                 next_offset = exc.offset
         st.position = next_offset
         if not values:

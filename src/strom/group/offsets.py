@@ -42,7 +42,10 @@ __all__ = ["OffsetStore", "offset_store", "OFFSETS_TOPIC"]
 OFFSETS_TOPIC = "__consumer_offsets"
 log_ = logging.getLogger("strom.group")
 
-_OFFSETS_CONFIG = {"cleanup.policy": "compact", "segment.bytes": 16 * 1024 * 1024}
+#: A commit is one batch (atomic), so the topic takes batches of up to 16 MiB:
+#: about 120,000 partitions committed at once.
+_OFFSETS_CONFIG = {"cleanup.policy": "compact", "segment.bytes": 64 * 1024 * 1024,
+                   "max.message.bytes": 16 * 1024 * 1024}
 _KIND = "offset"
 
 _stores: weakref.WeakKeyDictionary[Log, OffsetStore] = weakref.WeakKeyDictionary()
@@ -107,15 +110,20 @@ class OffsetStore:
 
     def _apply(self, key: Any, value: Any, batch: Any) -> None:
         try:
-            kind, group, topic, partition = msgpack.unpackb(key)
-            if kind != _KIND:
+            fields = msgpack.unpackb(key)
+            if not (isinstance(fields, list) and fields and fields[0] == _KIND):
                 return  # a record kind of a later version: not ours to read
+            _, group, topic, partition = fields
+            if not (type(group) is str and type(topic) is str and type(partition) is int
+                    and partition >= 0):
+                raise ValueError(f"bad key {fields!r}")
             tp = TopicPartition(topic, partition)
             if value is None:
                 self._offsets.get(group, {}).pop(tp, None)
                 return
             offset, metadata, epoch = msgpack.unpackb(value)[:3]
-            if not (type(offset) is int and isinstance(metadata, str) and type(epoch) is int):
+            if not (type(offset) is int and offset >= 0 and type(metadata) is str
+                    and type(epoch) is int):
                 raise ValueError("bad field types")
         except (ValueError, TypeError, msgpack.UnpackException) as exc:
             # The batch passed its checksum, so these bytes were written like
@@ -127,7 +135,10 @@ class OffsetStore:
 
     def commit(self, group: str, offsets: Mapping[TopicPartition, OffsetAndMetadata], *,
                acks: int | str = "all") -> None:
-        """Store ``offsets`` for ``group`` in one atomic, durable append."""
+        """Store ``offsets`` for ``group`` in one atomic, durable append.
+
+        RecordTooLargeError if they do not fit in one batch (commit fewer at a time).
+        """
         if not offsets:
             return
         now = int(time.time() * 1000)
@@ -136,7 +147,7 @@ class OffsetStore:
         with self._lock:
             p = self._offsets_partition(create=True)
             assert p is not None
-            p.append(values, keys, acks=acks)
+            p.append(values, keys, acks=acks, atomic=True)
             self._catch_up()
 
     def delete(self, group: str, partitions: Iterable[TopicPartition] | None = None) -> None:
@@ -148,7 +159,7 @@ class OffsetStore:
                 return
             p = self._offsets_partition(create=True)
             assert p is not None
-            p.append([None] * len(tps), [_key(group, tp) for tp in tps], acks="all")
+            p.append([None] * len(tps), [_key(group, tp) for tp in tps], acks="all", atomic=True)
             self._catch_up()
 
     def committed(self, group: str, tp: TopicPartition) -> OffsetAndMetadata | None:

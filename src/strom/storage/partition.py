@@ -453,16 +453,17 @@ class Partition:
     # -- appending -----------------------------------------------------------
 
     def _encode(self, values: Sequence[Any], keys: Any, timestamps: Any, headers: Any,
-                compression: int, log_append_time: bool) -> list[EncodedPayload]:
+                compression: int, log_append_time: bool, atomic: bool = False) -> list[EncodedPayload]:
         enc = encode_payload(values, keys, timestamps, headers, compression=compression,
                              log_append_time=log_append_time)
         limit = self.config.max_message_bytes
         if enc.batch_size <= limit:
             return [enc]
         n = len(values)
-        if n <= 1:
+        if n <= 1 or atomic:
+            what = "a record" if n <= 1 else f"{n} records that must stay one batch"
             raise RecordTooLargeError(
-                f"a record of {enc.batch_size} bytes (as a batch) exceeds max.message.bytes={limit} "
+                f"{what} of {enc.batch_size} bytes (as a batch) exceeds max.message.bytes={limit} "
                 f"of topic {self.topic!r}")
         half = n // 2
 
@@ -476,7 +477,7 @@ class Partition:
 
     def append(self, values: Sequence[bytes | None], keys: Sequence[bytes | None] | None = None,
                timestamps: int | Sequence[int] | None = None, headers: Sequence[Any] | None = None, *,
-               acks: int | str = "all", compression: str | None = None) -> int:
+               acks: int | str = "all", compression: str | None = None, atomic: bool = False) -> int:
         """Append records (given as columns) and return the offset of the first one.
 
         ``values`` and ``keys`` are sequences of bytes (or None); ``timestamps``
@@ -485,7 +486,9 @@ class Partition:
         written as one batch, or several when they exceed ``max.message.bytes``,
         with one write; they get consecutive offsets.  ``acks`` as in Kafka: 0
         or 1 return once the OS has the bytes (survives kill -9), "all" once
-        they are fsync'd (survives power loss).
+        they are fsync'd (survives power loss).  ``atomic=True`` refuses
+        (RecordTooLargeError) records that would need more than one batch, so
+        that a crash keeps all of them or none.
         """
         durable = _check_acks(acks)
         self._check_usable()
@@ -503,7 +506,7 @@ class Partition:
             codec = COMPRESSION_ZSTD
         else:
             raise InvalidRecordError(f"compression must be None or 'zstd', not {compression!r}")
-        encoded = self._encode(values, keys, timestamps, headers, codec, log_append_time)
+        encoded = self._encode(values, keys, timestamps, headers, codec, log_append_time, atomic)
         total = sum(e.batch_size for e in encoded)
         count = sum(e.last_offset_delta + 1 for e in encoded)
         with self._lock:
