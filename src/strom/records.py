@@ -48,7 +48,8 @@ class ConsumerRecord(NamedTuple):
 
     ``timestamp_type`` is 0 (CreateTime: set by the producer) or 1
     (LogAppendTime: set by the log); ``headers`` is a list of ``(str, bytes)``
-    tuples; sizes are the serialized sizes, -1 for None; ``leader_epoch`` is
+    tuples, or ``()`` when the record has none (one shared empty tuple, so a
+    record without headers costs no extra object); sizes are the serialized sizes, -1 for None; ``leader_epoch`` is
     0 and ``checksum`` None (strom checksums batches, not records).  Use
     attribute access: kafka-python 2.x had no ``leader_epoch`` field.
     """

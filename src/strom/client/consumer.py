@@ -795,9 +795,11 @@ class Consumer:
             value_sizes = _sizes(values, n)
             header_sizes = _header_sizes(headers, n)
             if headers is None:
-                headers_col: Any = map(list, repeat((), n))  # a fresh [] each, in C
+                # One shared empty tuple: a list per record would keep every record
+                # tracked by the cyclic GC (and cost 15% of iteration speed).
+                headers_col: Any = repeat((), n)
             else:
-                headers_col = [[tuple(h) for h in hs] if hs else [] for hs in headers]
+                headers_col = [[tuple(h) for h in hs] if hs else () for hs in headers]
             if keys is None:
                 keys = repeat(None, n)
             elif kd is not None:
@@ -1025,7 +1027,7 @@ class Consumer:
         if not values:
             return None
         if headers is not None:
-            headers = [[tuple(h) for h in hs] if hs else [] for hs in headers]
+            headers = [[tuple(h) for h in hs] if hs else () for hs in headers]
         types = [LOG_APPEND_TIME if b.log_append_time else 0 for b in batches]
         if len(set(types)) == 1:
             ts_type: Any = types[0]

@@ -87,6 +87,8 @@ HINT = struct.Struct("<qqqq")
 #: Accepted acks values (Kafka's): 0 and 1 write to the OS, "all"/-1 also fsync.
 ACKS = (0, 1, "all", -1)
 _U32 = 2**32 - 1
+#: How many recent batch starts a partition remembers for tailing readers.
+_RECENT_LIMIT = 256
 
 LOCK_FILE = "lock"
 RECOVERY_FILE = "recovery-point"
@@ -133,6 +135,10 @@ class Partition:
         self.clock = clock
         self._reader_cache = reader_cache if reader_cache is not None else ReaderCache()
         self._signal = signal if signal is not None else AppendSignal()
+        # Where recent batches start: {base offset: (segment, byte position)}.  A
+        # reader tailing the log asks for exactly these offsets; without this it
+        # would scan from the sparse index entry, batch by batch, on every read.
+        self._recent: dict[int, tuple[Segment, int]] = {}
         self._lock = threading.RLock()
         self._sync_lock = threading.Lock()
         self._flock = fs.lock(os.path.join(path, LOCK_FILE))
@@ -361,6 +367,7 @@ class Partition:
 
     def _reload_segments(self, rescan_active: bool = False) -> None:
         """Re-read the segment list from the directory (another process changed it)."""
+        self._recent.clear()
         names = self.fs.listdir(self.path)
         bases = sorted({p[0] for p in map(parse_segment_name, names) if p is not None and p[1] == ".log"})
         if not bases:
@@ -430,6 +437,9 @@ class Partition:
         if size < active.size:  # truncated by another process
             self._reload_segments(rescan_active=True)
             return
+        if len(self._recent) >= _RECENT_LIMIT:
+            self._recent.clear()
+        self._recent[self._end_offset] = (active, active.size)  # where a tailing reader resumes
         end, stop, next_offset, since = active.scan_into(
             active.index, active.timeindex, active.size, size,
             interval=self.config.index_interval_bytes, expected_offset=self._end_offset,
@@ -542,7 +552,11 @@ class Partition:
                 since = active.bytes_since_index
                 base = first
                 p = pos
+                recent = self._recent
+                if len(recent) >= _RECENT_LIMIT:
+                    recent.clear()
                 for enc in encoded:
+                    recent[base] = (active, p)
                     if active.max_timestamp is None or enc.max_timestamp > active.max_timestamp:
                         active.max_timestamp = enc.max_timestamp
                     if since >= interval or p == 0:
@@ -724,6 +738,12 @@ class Partition:
         raise self._out_of_range(offset)
 
     def _read_from(self, segs: list[Segment], i: int, offset: int, max_bytes: int) -> list[RecordBatch]:
+        hint = self._recent.get(offset)
+        if hint is not None and hint[0] is segs[i]:
+            # Trusted only if a verified batch starting at ``offset`` is really there.
+            batches, _end, _stop = hint[0].read_batches(hint[1], max_bytes)
+            if batches and batches[0].base_offset == offset:
+                return batches
         while i < len(segs):
             seg = segs[i]
             pos = self._position_for(seg, offset)
@@ -849,6 +869,7 @@ class Partition:
             self._sync_tail(locked=True)
             if offset >= self._end_offset:
                 return self._end_offset
+            self._recent.clear()
             if offset < self._bases[0]:
                 raise self._out_of_range(offset)
             i = bisect_right(self._bases, offset) - 1
