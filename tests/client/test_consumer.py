@@ -132,11 +132,11 @@ def offsets_of(records_by_tp):
     return {tp: [r.offset for r in records] for tp, records in records_by_tp.items()}
 
 
-def wait_for_waiter(lg, timeout_s=TIMEOUT_MS / 1000):
-    """Return once some thread waits on ``lg``'s append signal (a blocked poll or iteration)."""
+def wait_for_waiter(consumer, timeout_s=TIMEOUT_MS / 1000):
+    """Return once ``consumer`` is blocked in a wait (a poll or an iteration with nothing to read)."""
     deadline = time.monotonic() + timeout_s
-    while lg.append_signal._waiters == 0:
-        assert time.monotonic() < deadline, "nobody blocked on the log's append signal"
+    while consumer._waiter.waiting == 0:
+        assert time.monotonic() < deadline, "the consumer never blocked"
         time.sleep(0.001)
 
 
@@ -571,7 +571,7 @@ def test_poll_wakes_when_another_thread_appends(log, consumers):
     assert c.poll(timeout_ms=0) == {}
 
     def append_when_blocked():
-        wait_for_waiter(log)
+        wait_for_waiter(c)
         fill(log, 2, 1)
         return time.monotonic()
 
@@ -589,7 +589,7 @@ def test_poll_wakes_for_an_append_through_another_log_object(two_logs, consumers
     assert c.poll(timeout_ms=0) == {}
 
     def append_when_blocked():
-        wait_for_waiter(b)
+        wait_for_waiter(c)
         fill(a, 1, 2)
         return time.monotonic()
 
@@ -669,7 +669,7 @@ def test_iteration_waits_for_an_append(log, consumers):
     c = consumers(log, "t", auto_offset_reset="earliest", consumer_timeout_ms=TIMEOUT_MS)
 
     def append_when_blocked():
-        wait_for_waiter(log)
+        wait_for_waiter(c)
         fill(log, 1, 1)
         return time.monotonic()
 
@@ -1368,7 +1368,7 @@ def test_close_from_another_thread_ends_a_blocked_iteration(log, consumers):
     fill(log, 0, 2)
 
     def close_when_blocked():
-        wait_for_waiter(log)
+        wait_for_waiter(c)
         c.close()
         return time.monotonic()
 
@@ -1385,7 +1385,7 @@ def test_close_from_another_thread_ends_a_blocked_poll(log, consumers, update_of
     c = consumers(log, "t", auto_offset_reset="earliest")
 
     def close_when_blocked():
-        wait_for_waiter(log)
+        wait_for_waiter(c)
         c.close()
         return time.monotonic()
 
@@ -1405,7 +1405,7 @@ def test_wakeup_ends_a_blocked_poll(log, consumers):
     c = consumers(log, "t", auto_offset_reset="earliest")
 
     def wake_when_blocked():
-        wait_for_waiter(log)
+        wait_for_waiter(c)
         c.wakeup()
         return time.monotonic()
 
@@ -1423,7 +1423,7 @@ def test_wakeup_ends_a_blocked_iteration(log, consumers):
     fill(log, 1, 3)
 
     def wake_when_blocked():
-        wait_for_waiter(log)
+        wait_for_waiter(c)
         c.wakeup()
         return time.monotonic()
 
@@ -2012,7 +2012,7 @@ def test_poll_columns_waits_for_an_append(log, consumers):
     c = consumers(log, "t", auto_offset_reset="earliest")
 
     def append_when_blocked():
-        wait_for_waiter(log)
+        wait_for_waiter(c)
         fill(log, 0, 3)
         return time.monotonic()
 

@@ -18,8 +18,9 @@ the list iterator knows how many records are left.
 
 Waiting.  With nothing to read, ``poll`` and iteration wait on the Log's
 append signal: an append in this process wakes them at once, and an append
-by another process wakes them through the Log's tail watcher (inotify on the
-partition directories; storage/notify.py).  No sleep loop.
+by another process through the consumer's tail waiter (its own inotify
+descriptor on the partition directories, waited on with ``select`` in the
+consumer's thread; storage/notify.py).  No sleep loop, no thread in between.
 
 Offsets.  Without a ``group_id`` nothing is committed; positions start from
 ``auto_offset_reset``.  With one, positions start from the group's committed
@@ -281,6 +282,7 @@ class Consumer:
         self._key_deserializer = _deserializer("key_deserializer", config["key_deserializer"])
         self._value_deserializer = _deserializer("value_deserializer", config["value_deserializer"])
         self._commit_callback = config["default_offset_commit_callback"]
+        self._waiter = log.tail_waiter()
         self._states: dict[TopicPartition, _PartitionState] = {}
         self._fetchable: list[_PartitionState] = []
         self._rr = 0
@@ -415,11 +417,11 @@ class Consumer:
             if self._listener is not None and self._subscription is not None:
                 self._call_listener("on_partitions_revoked", revoked)
             for tp in revoked:
-                self._log.unwatch(self._states.pop(tp).partition)
+                self._waiter.unwatch(self._states.pop(tp).partition.path)
         for tp in added:
             p = self._partition(tp)
             self._states[tp] = _PartitionState(tp, p)
-            self._log.watch(p)
+            self._waiter.watch(p.path)
         self._refetchable()
         if added and self._listener is not None and self._subscription is not None:
             self._call_listener("on_partitions_assigned", set(added))
@@ -871,7 +873,7 @@ class Consumer:
         if self._auto_commit:
             to_commit = max(0.0, self._next_auto_commit - now)
             left = to_commit if left is None else min(left, to_commit)
-        self._log.wait_for_append(seen, left)
+        self._waiter.wait(seen, left)
         return True
 
     @staticmethod
@@ -899,7 +901,7 @@ class Consumer:
                                                for tp, st in self._states.items()}
         while True:
             self._housekeeping()
-            seen = self._log.append_signal.seq
+            seen = self._waiter.prepare()
             records = self._fetch(max_records)
             if records or self._closed or self._wakeup:
                 self._wakeup = False
@@ -930,7 +932,7 @@ class Consumer:
         deadline = time.monotonic() + timeout_ms / 1000
         while True:
             self._housekeeping()
-            seen = self._log.append_signal.seq
+            seen = self._waiter.prepare()
             out = self._fetch_columns(max_records)
             if out or self._closed or self._wakeup:
                 self._wakeup = False
@@ -1078,7 +1080,7 @@ class Consumer:
             deadline = None
             while not self._closed:
                 self._housekeeping()
-                seen = self._log.append_signal.seq
+                seen = self._waiter.prepare()
                 chunk = self._next_chunk()
                 if chunk is None:
                     if self._wakeup:
@@ -1104,7 +1106,7 @@ class Consumer:
     def wakeup(self) -> None:
         """Make a blocked ``poll()`` return (empty) or an iteration stop, from any thread."""
         self._wakeup = True
-        self._log.append_signal.wake_all()
+        self._waiter.wake()
 
     def close(self, autocommit: bool = True, timeout_ms: int | None = None) -> None:
         """Commit (with auto-commit on), revoke the assignment, stop iteration (idempotent)."""
@@ -1120,11 +1122,12 @@ class Consumer:
                 collections.deque(self._iter_state[2], maxlen=0)  # iteration stops here
                 self._iter_state = None
             for st in self._states.values():
-                self._log.unwatch(st.partition)
+                self._waiter.unwatch(st.partition.path)
             self._states.clear()
             self._fetchable = []
             self._closed = True
-            self._log.append_signal.wake_all()
+            self._waiter.wake()
+            self._waiter.close()
 
     @property
     def closed(self) -> bool:

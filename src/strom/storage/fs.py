@@ -28,7 +28,7 @@ import shutil
 import uuid
 from typing import Sequence
 
-from .notify import AppendSignal, TailWatcher
+from .notify import AppendSignal, TailWaiter, os_tail_waiter
 
 __all__ = ["File", "FileLock", "FileSystem", "OS_FS"]
 
@@ -180,12 +180,9 @@ class FileSystem:
         """A lock object on ``path`` (created if missing), not yet acquired."""
         return FileLock(path)
 
-    def tail_watcher(self, signal: AppendSignal) -> TailWatcher | None:
-        """A watcher firing ``signal`` when other processes change watched directories.
-
-        None for a file system that lives in one process.
-        """
-        return TailWatcher(signal)
+    def tail_waiter(self, signal: AppendSignal) -> TailWaiter:
+        """What a reader waits on for appends: ``signal``, and other processes' writes."""
+        return os_tail_waiter(signal)
 
     def abspath(self, path: str) -> str:
         """``path`` made absolute (relative to the current directory) and normalised."""

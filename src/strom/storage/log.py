@@ -40,7 +40,7 @@ from ..records import TopicDescription, TopicInfo
 from .checkpoint import read_meta, write_meta
 from .fs import OS_FS, FileSystem
 from .memfs import MemoryFileSystem
-from .notify import AppendSignal, TailWatcher
+from .notify import AppendSignal, TailWaiter
 from .partition import Partition
 from .segment import ReaderCache, segment_name
 
@@ -114,8 +114,6 @@ class Log:
         self.reader_cache = ReaderCache()
         #: Bumped by every append through this Log (or, in memory, through its tree).
         self.append_signal: AppendSignal = getattr(self.fs, "append_signal", None) or AppendSignal()
-        self._watcher: TailWatcher | None = None
-        self._watcher_made = False
         self._lock = threading.RLock()
         self._topics: dict[str, Topic] = {}
         self._closed = False
@@ -345,39 +343,15 @@ class Log:
 
     # -- waiting for appends ---------------------------------------------------------
 
-    def watch(self, partition: Partition) -> None:
-        """Make :meth:`wait_for_append` also wake for appends to ``partition`` by other processes.
+    def tail_waiter(self) -> TailWaiter:
+        """A new waiter for one reader: woken by appends to the partitions it watches.
 
-        Counted: pair each call with :meth:`unwatch`.
+        Appends through this Log wake it at once; on a directory, so do other
+        processes' appends (inotify on Linux, else a look every few ms).
+        Close it when done.
         """
-        with self._lock:
-            if not self._watcher_made:
-                self._watcher_made = True
-                self._watcher = self.fs.tail_watcher(self.append_signal)
-            watcher = self._watcher
-        if watcher is not None:
-            watcher.watch(partition.path)
-
-    def unwatch(self, partition: Partition) -> None:
-        """Drop one :meth:`watch` of ``partition``."""
-        if self._watcher is not None:
-            self._watcher.unwatch(partition.path)
-
-    def wait_for_append(self, seen: int, timeout: float | None) -> bool:
-        """Wait until something may have been appended since ``append_signal.seq`` was ``seen``.
-
-        Returns True early when an append happened (in this process, or in
-        another one to a watched partition), False after ``timeout`` seconds
-        (None: no limit).  Where other processes cannot be watched it returns
-        every few milliseconds so that the caller looks again.
-        """
-        watcher = self._watcher
-        poll = watcher.poll_interval if watcher is not None else None
-        if poll is not None:
-            if timeout is None or timeout > poll:
-                self.append_signal.wait(seen, poll)
-                return True
-        return self.append_signal.wait(seen, timeout)
+        self._check_open()
+        return self.fs.tail_waiter(self.append_signal)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -394,8 +368,6 @@ class Log:
                 except StromError as exc:  # close the rest; report the first
                     errors.append(exc)
             self._topics.clear()
-            if self._watcher is not None:
-                self._watcher.close()
             self.append_signal.wake_all()
             lock = getattr(self, "_meta_lock", None)
             if lock is not None:

@@ -49,7 +49,7 @@ import threading
 from typing import Sequence
 
 from .fs import File, FileLock, FileSystem
-from .notify import AppendSignal, TailWatcher
+from .notify import AppendSignal, TailWaiter
 
 __all__ = ["MemoryFileSystem", "MemoryFile", "MemoryFileLock"]
 
@@ -345,9 +345,9 @@ class MemoryFileSystem(FileSystem):
         node = self._open_node(path, write=write, create=create, exclusive=exclusive)
         return MemoryFile(self, node, path, write)
 
-    def tail_watcher(self, signal: AppendSignal) -> TailWatcher | None:
-        """None: a memory tree lives in one process, whose appends fire its signal directly."""
-        return None
+    def tail_waiter(self, signal: AppendSignal) -> TailWaiter:
+        """The signal alone: a memory tree lives in one process, whose appends fire it."""
+        return TailWaiter(signal)
 
     def lock(self, path: str) -> MemoryFileLock:
         """A lock object on ``path`` (created if missing), not yet acquired."""

@@ -9,14 +9,15 @@ it looks for data (:meth:`AppendSignal.seq`), and waits only while the number
 is unchanged, so an append that lands between its look and its wait is never
 missed.
 
-Appends by other processes reach the signal through a :class:`TailWatcher`:
-one thread per Log that blocks on an inotify descriptor (Linux) watching the
-partition directories readers care about.  A write to a segment file there
-wakes the thread, which drains the events and bumps the signal.  No sleep
-loop: the kernel wakes the thread when the other process's ``pwritev``
-returns.  Where inotify is missing (other systems, or the per-user instance
-limit reached) :meth:`TailWatcher.poll_interval` tells waiters to look again
-every few milliseconds instead: the portable fallback.
+Appends by other processes are seen through a :class:`TailWaiter`, one per
+reader.  On Linux it is an :class:`InotifyWaiter`: its own inotify
+descriptor watching the partition directories the reader reads, plus a
+wake-up pipe, waited on with ``select``.  A write to a segment there, by any
+process (this one too), makes the descriptor readable, so the kernel wakes
+the reader directly, with no thread in between and no sleep loop.  Where
+inotify is missing (other systems, or the per-user instance limit reached)
+a :class:`PollingWaiter` looks again every few milliseconds instead: the
+portable fallback.
 
 A Log in memory lives in one process; its signal belongs to its
 MemoryFileSystem, so Log objects sharing one tree wake one another's readers.
@@ -31,9 +32,10 @@ import logging
 import os
 import select
 import threading
-from typing import Callable
+import weakref
 
-__all__ = ["AppendSignal", "TailWatcher", "Inotify", "FALLBACK_POLL_S"]
+__all__ = ["AppendSignal", "TailWaiter", "InotifyWaiter", "PollingWaiter", "Inotify",
+           "os_tail_waiter", "FALLBACK_POLL_S"]
 
 log_ = logging.getLogger("strom.notify")
 
@@ -168,67 +170,97 @@ class Inotify:
             self.fd = -1
 
 
-class TailWatcher:
-    """A thread that turns file changes by any process into ``signal.fire()``.
+class TailWaiter:
+    """What one reader waits on: appends in this process (the Log's signal) only.
 
-    ``watch(path)`` and ``unwatch(path)`` count references per directory;
-    the thread starts with the first watch.  ``poll_interval`` is None while
-    inotify works, else FALLBACK_POLL_S: waiters then look again that often.
+    ``watch``/``unwatch`` name the partitions the reader cares about;
+    ``prepare()`` is called before looking for data and its token given to
+    ``wait()``, so an append in between is never missed.  ``wake()`` ends a
+    wait from another thread.  ``waiting`` counts threads inside ``wait()``.
+    This base class serves a Log in memory (one process); the subclasses add
+    other processes' appends.
     """
 
-    def __init__(self, signal: AppendSignal, factory: Callable[[], Inotify] = Inotify) -> None:
-        self.signal = signal
-        self._factory = factory
-        self._lock = threading.Lock()
-        self._inotify: Inotify | None = None
-        self._wds: dict[str, list[int]] = {}  # path -> [wd, references]
-        self._thread: threading.Thread | None = None
-        self._stop_r = self._stop_w = -1
-        self._closed = False
-        self.poll_interval: float | None = None
+    poll_interval: float | None = None
 
-    def _start(self) -> bool:
-        """Open inotify and start the thread (lock held); False means fall back to polling."""
-        if self._inotify is not None:
-            return True
-        if self.poll_interval is not None or self._closed:
-            return False
-        try:
-            self._inotify = self._factory()
-        except OSError as exc:
-            log_.info("no inotify (%s); readers look for other processes' appends every %.0f ms",
-                      exc, FALLBACK_POLL_S * 1000)
-            self.poll_interval = FALLBACK_POLL_S
-            return False
-        self._stop_r, self._stop_w = os.pipe()
-        os.set_blocking(self._stop_r, False)
-        self._thread = threading.Thread(target=self._run, args=(self._inotify, self._stop_r),
-                                        name="strom-tail-watcher", daemon=True)
-        self._thread.start()
-        return True
+    def __init__(self, signal: AppendSignal) -> None:
+        self.signal = signal
+        self.waiting = 0
 
     def watch(self, path: str) -> None:
-        """Wake waiters when files in directory ``path`` change (counted)."""
+        """Also wake for changes to the files of directory ``path`` (counted)."""
+
+    def unwatch(self, path: str) -> None:
+        """Drop one ``watch`` of ``path``."""
+
+    def prepare(self) -> int:
+        """A token to pass to :meth:`wait`; take it before looking for data."""
+        return self.signal.seq
+
+    def wait(self, token: int, timeout: float | None) -> None:
+        """Return when something may have been appended since ``prepare``, or after ``timeout`` s."""
+        self.waiting += 1
+        try:
+            if self.poll_interval is not None and (timeout is None or timeout > self.poll_interval):
+                timeout = self.poll_interval
+            self.signal.wait(token, timeout)
+        finally:
+            self.waiting -= 1
+
+    def wake(self) -> None:
+        """End a ``wait`` now (any thread)."""
+        self.signal.wake_all()
+
+    def close(self) -> None:
+        """Release what the waiter holds (idempotent)."""
+
+
+class PollingWaiter(TailWaiter):
+    """The portable fallback: in-process appends wake at once, others are looked for every few ms."""
+
+    poll_interval = FALLBACK_POLL_S
+
+
+class InotifyWaiter(TailWaiter):
+    """Waits in ``select`` on its own inotify descriptor (Linux) and a wake-up pipe.
+
+    Any process's write to a segment of a watched partition, this one's
+    included, makes the descriptor readable: the waiting thread wakes
+    straight from the kernel, with no thread in between.
+    """
+
+    def __init__(self, signal: AppendSignal, inotify: Inotify) -> None:
+        super().__init__(signal)
+        self._inotify = inotify
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._wds: dict[str, list[int]] = {}  # path -> [wd, references]
+        self._lock = threading.Lock()
+        self._closed = False
+        # A reader dropped without close() must not leak three descriptors.
+        self._finalizer = weakref.finalize(self, _close_all, inotify, self._wake_r, self._wake_w)
+
+    def watch(self, path: str) -> None:
         with self._lock:
+            if self._closed:
+                return
             entry = self._wds.get(path)
             if entry is not None:
                 entry[1] += 1
                 return
-            if not self._start():
-                return
-            assert self._inotify is not None
             try:
                 wd = self._inotify.add(path)
             except OSError as exc:
                 if exc.errno in (errno_.ENOENT, errno_.ENOTDIR):
                     return  # gone already: nothing to wait for there
-                log_.info("cannot watch %s (%s); falling back to polling", path, exc)
+                log_.info("cannot watch %s (%s); looking every %.0f ms instead", path, exc,
+                          FALLBACK_POLL_S * 1000)
                 self.poll_interval = FALLBACK_POLL_S
                 return
             self._wds[path] = [wd, 1]
 
     def unwatch(self, path: str) -> None:
-        """Drop one reference to ``path``; the watch ends with the last."""
         with self._lock:
             entry = self._wds.get(path)
             if entry is None:
@@ -236,38 +268,74 @@ class TailWatcher:
             entry[1] -= 1
             if entry[1] == 0:
                 del self._wds[path]
-                if self._inotify is not None:
+                if not self._closed:
                     self._inotify.remove(entry[0])
 
-    def _run(self, inotify: Inotify, stop_r: int) -> None:
-        fire = self.signal.fire
-        fds = [inotify.fd, stop_r]
-        while True:
-            try:
-                ready, _, _ = select.select(fds, [], [])
-            except (OSError, ValueError):  # closed under us
+    def prepare(self) -> int:
+        with self._lock:
+            if not self._closed:
+                self._inotify.drain()  # events before this point are seen by the look that follows
+        return self.signal.seq
+
+    def wait(self, token: int, timeout: float | None) -> None:
+        if self.signal.seq != token:
+            return  # appended in this process meanwhile
+        if self.poll_interval is not None and (timeout is None or timeout > self.poll_interval):
+            timeout = self.poll_interval
+        with self._lock:
+            if self._closed:
                 return
-            if stop_r in ready:
-                return
-            try:
-                inotify.drain()
-            except OSError:
-                return
-            fire()
+            self.waiting += 1
+            fds = [self._inotify.fd, self._wake_r]
+        try:
+            select.select(fds, [], [], timeout)
+        except (OSError, ValueError):
+            pass  # closed by another thread: the caller looks again and stops
+        finally:
+            with self._lock:
+                self.waiting -= 1
+                try:
+                    while os.read(self._wake_r, 512):
+                        pass
+                except (BlockingIOError, OSError):
+                    pass
+                if self._closed and not self.waiting:
+                    self._release()
+
+    def wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except (BlockingIOError, OSError):
+            pass  # the pipe is full (a wake is pending) or closed
+        self.signal.wake_all()
+
+    def _release(self) -> None:
+        """Close the descriptors (lock held, nobody waiting)."""
+        self._finalizer()  # closes once
 
     def close(self) -> None:
-        """Stop the thread and release the descriptors (idempotent)."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            thread, inotify = self._thread, self._inotify
-            self._thread = self._inotify = None
             self._wds.clear()
-        if thread is not None:
-            os.write(self._stop_w, b"x")
-            thread.join()
-            os.close(self._stop_r)
-            os.close(self._stop_w)
-        if inotify is not None:
-            inotify.close()
+            if self.waiting:
+                os.write(self._wake_w, b"x")  # the waiter releases on its way out
+            else:
+                self._release()
+
+
+def _close_all(inotify: Inotify, *fds: int) -> None:
+    inotify.close()
+    for fd in fds:
+        os.close(fd)
+
+
+def os_tail_waiter(signal: AppendSignal) -> TailWaiter:
+    """An InotifyWaiter where inotify works, else the polling fallback."""
+    try:
+        return InotifyWaiter(signal, Inotify())
+    except OSError as exc:
+        log_.info("no inotify (%s); readers look for other processes' appends every %.0f ms",
+                  exc, FALLBACK_POLL_S * 1000)
+        return PollingWaiter(signal)
