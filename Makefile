@@ -28,9 +28,11 @@ soak: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/storage.py
+	$(PY) benchmarks/client.py
 
 bench-quick: $(STAMP)
 	$(PY) benchmarks/storage.py --quick
+	$(PY) benchmarks/client.py --quick
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis
