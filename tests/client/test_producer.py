@@ -3,8 +3,10 @@
 Layout: futures and RecordMetadata, partitioning (keyed, keyless sticky,
 explicit), serializers and tombstones, record validation, callbacks and
 errbacks, linger/flush/close, acks (in memory and on disk), compression and
-configuration, backpressure, send_batch, topic metadata, threads, and a
-hypothesis model of the per-partition contents.
+configuration, backpressure, send_batch, topic metadata, threads, a
+hypothesis model of the per-partition contents, and send()'s fast path held
+to the general path's decisions (hypothesis), under many threads, and at
+the buffer and close() edges.
 
 Most tests use ``strom.open(":memory:")``; the durability tests use a
 directory under ``tmp_path``.  Waits are bounded (``TIMEOUT``) so a hung
@@ -14,6 +16,8 @@ sender fails a test instead of hanging the run.
 from __future__ import annotations
 
 import json
+import random
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -23,6 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import strom
+from strom.client import partitioner as part_mod
+from strom.client import producer as prod_mod
 from strom.client.partitioner import Murmur2Partitioner, XxhashPartitioner
 from strom.codec.batch import COMPRESSION_NONE, COMPRESSION_ZSTD
 from strom.errors import (IllegalStateError, InvalidConfigError, InvalidRecordError,
@@ -342,6 +348,10 @@ def test_topic_must_be_a_str(log, producers):
     p = producers(log)
     with pytest.raises(InvalidRecordError):
         p.send(b"t", b"v")
+    p.send("t", b"v")  # the topic is known: later sends of plain records take the fast path
+    for bad in (["t"], {"t": 1}, None):
+        with pytest.raises(InvalidRecordError):
+            p.send(bad, b"v")
 
 
 def test_invalid_topic_name(log, producers):
@@ -1007,3 +1017,308 @@ def test_partitions_match_a_model(ops, linger_ms, batch_size):
     finally:
         p.close(timeout=TIMEOUT)
         lg.close()
+
+
+# -- send()'s fast path -------------------------------------------------------------------------
+# Plain records (bytes value, bytes or no key, nothing else) on a producer without serializers
+# take a shorter path through send(); these tests hold it to the general path's decisions.
+
+
+def all_records(lg, topic, partition):
+    """Every record of a partition, however many fetches it takes."""
+    out, offset = [], 0
+    while True:
+        got = lg.partition(topic, partition).read_records(offset)
+        if not got:
+            return out
+        out.extend(got)
+        offset = got[-1][0] + 1
+
+
+def test_plain_records_take_the_fast_path(log, producers):
+    p = producers(log, acks=1)
+    general = []
+    real = p._send
+    p._send = lambda *a: general.append(a) or real(*a)
+    p.send("t", b"warm")  # the first record of a topic finds it through the general path
+    general.clear()
+    futures = [p.send("t", b"v%d" % i, key=b"k%d" % i if i % 2 else None) for i in range(500)]
+    assert general == []
+    p.send("t", bytearray(b"v"), key=b"k")  # anything else goes the general way
+    p.send("t", b"v", key=b"k", headers=[("h", b"1")])
+    p.send("t", None, key=b"k")
+    p.send("t", b"v", key=b"k", partition=1)
+    p.send("t", b"v", key=b"k", timestamp_ms=T0)
+    assert len(general) == 5
+    p.flush(timeout=TIMEOUT)
+    assert all(f.succeeded() for f in futures)
+
+
+def test_fast_path_refuses_what_the_general_path_refuses(log, producers):
+    log.create_topic("small", partitions=1, config={"max.message.bytes": 1000})
+    p = producers(log, acks=1, max_request_size=500)
+    p.send("t", b"warm")
+    p.send("small", b"warm")
+    with pytest.raises(RecordTooLargeError):
+        p.send("t", b"x" * 437)  # 437 + 64 > max_request_size
+    assert p.send("t", b"x" * 436).get(timeout=TIMEOUT).serialized_value_size == 436
+    with pytest.raises(RecordTooLargeError):
+        p.send("t", b"x" * 400, key=b"k" * 37)
+    with pytest.raises(InvalidRecordError):
+        p.send("t", b"v", key="str key")
+    p2 = producers(log, acks=1)
+    p2.send("small", b"warm")
+    with pytest.raises(RecordTooLargeError):
+        p2.send("small", b"x" * 937)  # above the topic's max.message.bytes
+    log.alter_topic("small", {"max.message.bytes": 200})
+    with pytest.raises(RecordTooLargeError):  # the topic's current limit, read per record
+        p2.send("small", b"x" * 200)
+    p2.close(timeout=TIMEOUT)
+    with pytest.raises(IllegalStateError):
+        p2.send("small", b"v")
+
+
+plain_send = st.tuples(st.just("send"), st.sampled_from([None, None, None, *KEYS]),
+                       st.one_of(st.binary(max_size=12), st.binary(max_size=60)),
+                       st.none(), st.none(), st.none())
+other_send = st.tuples(
+    st.just("send"),
+    st.one_of(st.none(), st.sampled_from(KEYS), st.builds(bytearray, st.sampled_from(KEYS))),
+    st.one_of(st.binary(max_size=60), st.none(), st.builds(bytearray, st.binary(max_size=8))),
+    st.one_of(st.none(), st.integers(0, 2)),
+    st.one_of(st.none(), st.just([("h", b"x")])),
+    st.one_of(st.none(), st.integers(T0 - 10, T0 + 10)))
+# Mostly plain records, the fast path's own, between the others.
+fast_op = st.one_of(*[plain_send] * 12, other_send, other_send, st.just(("flush",)),
+                    st.just(("tick",)))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=st.lists(fast_op, max_size=80), batch_size=st.sampled_from([1, 40, 150, 16384]),
+       seed=st.integers(0, 2**16))
+def test_fast_path_decides_as_the_general_path(ops, batch_size, seed):
+    """The same records through a fast-path producer and a general-path one end the same.
+
+    The general-path producer has an identity value serializer, which keeps it off the fast
+    path; both sticky partitioners draw from the same seed.  linger_ms is long, so batches
+    end only by batch_size or flush(), as the ops say, never by the sender's timing.
+    """
+    outcomes = []
+    real_sticky = prod_mod.StickyPartitioner
+    for general in (False, True):
+        clock = strom.ManualClock(T0)
+        lg = strom.open(":memory:", clock=clock)
+        lg.create_topic("m", partitions=3)
+        prod_mod.StickyPartitioner = lambda: part_mod.StickyPartitioner(rng=random.Random(seed))
+        try:
+            p = strom.Producer(lg, acks=1, linger_ms=60_000, batch_size=batch_size,
+                               value_serializer=(lambda v: v) if general else None)
+        finally:
+            prod_mod.StickyPartitioner = real_sticky
+        try:
+            results = []
+            for op in ops:
+                if op[0] == "flush":
+                    p.flush(timeout=TIMEOUT)
+                elif op[0] == "tick":
+                    clock.advance(3)
+                else:
+                    _, key, value, partition, headers, ts = op
+                    try:
+                        results.append(p.send("m", value, key=key, partition=partition,
+                                              headers=headers, timestamp_ms=ts))
+                    except StromError as exc:
+                        results.append(type(exc))
+            p.flush(timeout=TIMEOUT)
+            seen = []
+            for r in results:
+                if isinstance(r, type):
+                    seen.append(r)
+                else:
+                    md = r.get(0)
+                    seen.append((md.partition, md.offset, md.timestamp, md.serialized_key_size,
+                                 md.serialized_value_size, md.serialized_header_size))
+            outcomes.append((seen, [all_records(lg, "m", i) for i in range(3)]))
+        finally:
+            p.close(timeout=TIMEOUT)
+            lg.close()
+    assert outcomes[0] == outcomes[1]
+
+
+def test_threads_on_the_fast_path_lose_and_duplicate_nothing(producers):
+    # Many threads, small batches (the sender swaps them out all the time), records on
+    # both paths; every future must name the offset that holds its own record, once.
+    lg = strom.open(":memory:")
+    lg.create_topic("t", partitions=3)
+    p = producers(lg, acks=1, batch_size=300)
+    n_threads, per_thread = 8, 4000
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        _run_fast_path_threads(lg, p, n_threads, per_thread)
+    finally:
+        sys.setswitchinterval(interval)
+    lg.close()
+
+
+def _run_fast_path_threads(lg, p, n_threads, per_thread):
+    sent: list[list] = [[] for _ in range(n_threads)]
+    errors = []
+    barrier = threading.Barrier(n_threads)
+
+    def worker(t):
+        try:
+            barrier.wait()
+            for i in range(per_thread):
+                value = b"%d:%d" % (t, i)
+                if i % 50 == 7:
+                    fut = p.send("t", value, key=b"k", headers=[("h", b"x")])  # general path
+                elif i % 3 == 0:
+                    fut = p.send("t", value)
+                else:
+                    fut = p.send("t", value, key=b"key-%d" % (i % 17))
+                sent[t].append((i, fut))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(n_threads)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert not errors
+    p.flush(timeout=30)
+    logged = {part: {r[0]: r for r in all_records(lg, "t", part)} for part in range(3)}
+    assert sum(len(v) for v in logged.values()) == n_threads * per_thread
+    values = set()
+    for t in range(n_threads):
+        last = {}
+        for i, fut in sent[t]:
+            md = fut.get(0)
+            _, _, key, value, _ = logged[md.partition][md.offset]
+            assert value == b"%d:%d" % (t, i)
+            assert md.serialized_key_size == (-1 if key is None else len(key))
+            assert md.offset > last.get(md.partition, -1), "a thread's records out of order"
+            last[md.partition] = md.offset
+            values.add(value)
+    assert len(values) == n_threads * per_thread
+
+
+def test_send_waiting_for_buffer_while_closing_does_not_leave_a_lost_future(producers):
+    # A send() blocked on a full buffer while close() drains the producer must either be
+    # written or refused: a future returned after the sender stopped would never complete.
+    for _ in range(5):
+        lg = strom.open(":memory:")
+        lg.create_topic("t", partitions=1)
+        p = producers(lg, acks=1, buffer_memory=100)
+        started, release = threading.Event(), threading.Event()
+
+        def block(md, started=started, release=release):
+            started.set()
+            release.wait(TIMEOUT)
+
+        p.send("t", b"a" * 60, partition=0).add_callback(block)
+        assert started.wait(TIMEOUT)
+        out = []
+
+        def send(p=p, out=out):
+            try:
+                out.append(p.send("t", b"b" * 60, partition=0))  # waits for the buffer
+            except IllegalStateError as exc:
+                out.append(exc)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        time.sleep(0.01)
+        closer = threading.Thread(target=p.close, kwargs={"timeout": TIMEOUT})
+        closer.start()
+        time.sleep(0.01)
+        release.set()
+        closer.join(TIMEOUT)
+        sender.join(TIMEOUT)
+        assert len(out) == 1
+        if isinstance(out[0], strom.FutureRecordMetadata):
+            assert out[0].get(timeout=TIMEOUT).offset == 1
+        lg.close()
+
+
+def test_batches_waiting_for_the_sender_share_a_timestamp_and_one_append(clock, producers):
+    # linger_ms=0: batches of a partition opened while the previous one waits for the
+    # sender take its timestamp, so the sender writes them together (within the topic's
+    # max.message.bytes); futures, metadata and the log agree.
+    lg = strom.open(":memory:", clock=clock)
+    lg.create_topic("t", partitions=1, config={"max.message.bytes": 3000})
+    p = producers(lg, acks=1, batch_size=200)
+    started, release = threading.Event(), threading.Event()
+    first = p.send("t", b"first", partition=0)
+    first.add_callback(lambda md: (started.set(), release.wait(TIMEOUT)))
+    assert started.wait(TIMEOUT)  # the sender is busy: what follows waits for it
+    clock.advance(10)
+    futures = [p.send("t", b"%050d" % i) for i in range(200)]  # dozens of batches
+    clock.advance(10)
+    release.set()
+    p.flush(timeout=TIMEOUT)
+    mds = [f.get(0) for f in futures]
+    assert first.get(0).timestamp == T0
+    assert {md.timestamp for md in mds} == {T0 + 10}
+    assert [md.offset for md in mds] == list(range(1, 201))
+    got = all_records(lg, "t", 0)
+    assert [r[3] for r in got[1:]] == [b"%050d" % i for i in range(200)]
+    assert {r[1] for r in got[1:]} == {T0 + 10}
+    batches = lg.partition("t", 0).read(1, max_bytes=10**6)
+    assert all(b.size <= 3000 for b in batches)
+    assert len(batches) < 200 * 50 // 200  # fewer stored batches than producer batches
+
+
+def test_partitioner_choosing_a_missing_partition_is_refused(log, producers):
+    p = producers(log, partitioner=lambda key, all_partitions, available: 7)
+    with pytest.raises(UnknownTopicOrPartitionError):
+        p.send("t", b"v", key=b"k")
+    with pytest.raises(UnknownTopicOrPartitionError):
+        producers(log, partitioner=lambda k, a, v: -1).send("t", b"v")
+    p2 = producers(log, partitioner=lambda k, a, v: True)
+    with pytest.raises(UnknownTopicOrPartitionError):
+        p2.send("t", b"v")
+
+
+def test_fast_path_blocks_on_a_full_buffer(log, producers):
+    # As test_full_buffer_times_out_when_the_sender_cannot_drain, with plain records (no
+    # explicit partition: a topic of one partition) that append to an open batch.
+    log.create_topic("one", partitions=1)
+    p = producers(log, buffer_memory=100, max_block_ms=100)
+    started, release = threading.Event(), threading.Event()
+
+    def block(md):
+        started.set()
+        release.wait(TIMEOUT)
+
+    p.send("one", b"a").add_callback(block)
+    assert started.wait(TIMEOUT)
+    try:
+        queued = [p.send("one", b"b" * 90), p.send("one", b"x", key=b"k"), p.send("one", b"y" * 6)]
+        start = time.monotonic()
+        with pytest.raises(StromTimeoutError):
+            p.send("one", b"c" * 3)  # 1 + 98 + 3 > 100
+        with pytest.raises(StromTimeoutError):
+            p.send("one", b"c", key=b"kk")
+        assert time.monotonic() - start >= 0.19
+    finally:
+        release.set()
+    assert [f.get(timeout=TIMEOUT).offset for f in queued] == [1, 2, 3]
+    assert p.send("one", b"d").get(timeout=TIMEOUT).offset == 4
+
+
+def test_metrics_count_a_record_before_its_future_completes(log, producers):
+    # So that a flush() (or get()) that returned sees every record it waited for counted.
+    p = producers(log, acks=1)
+    seen = []
+    futures = []
+    for i in range(200):
+        fut = p.send("t", b"%d" % i, partition=0)
+        fut.add_callback(lambda md: seen.append(
+            (md.offset, p.metrics()["producer-metrics"]["record-send-total"])))
+        futures.append(fut)
+    p.flush(timeout=TIMEOUT)
+    assert len(seen) == 200
+    assert all(total > offset for offset, total in seen)
+    assert p.metrics()["producer-metrics"]["record-send-total"] == 200

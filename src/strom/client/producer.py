@@ -2,41 +2,60 @@
 
 Theory of operation
 -------------------
-``send()`` does a handful of Python operations and returns: it serializes,
-picks a partition, appends the key, value and headers to the open batch of
-that partition (plain lists) and returns a small future that points at the
-batch and the record's index in it.  No object is created per record but
-that future (a slotted object of two fields; a ``concurrent.futures.Future``
-per record would cap the producer near 140K records/s, research/peers.md).
+``send()`` does a handful of Python operations and returns: it picks a
+partition, appends the key and value to the open batch of that partition
+(plain lists) and returns a small future that points at the batch and the
+record's index in it.  No object is created per record but that future (a
+slotted object of two fields; a ``concurrent.futures.Future`` per record
+would cap the producer near 140K records/s, research/peers.md).
+
+The common record (``bytes`` value, ``bytes`` or no key, no headers,
+partition or timestamp, on a producer without serializers, with the default
+partitioner and acks 1 or "all") takes a fast path at the top of ``send()``:
+the same decisions as the general path, without the checks that cannot fail
+for it.  Everything else, and any fast-path record that opens or fills a
+batch or meets a full buffer, goes through the general path.
 
 A sender thread writes batches: a batch is ready when it holds
 ``batch_size`` bytes, when ``linger_ms`` has passed since its first record,
 or when ``flush()``/``close()`` ask.  With ``linger_ms=0`` every batch is
 ready at once, and batching comes for free from the time the sender needs
-to wake: everything sent meanwhile goes out in the same write.  The sender
-writes each ready batch with one ``Partition.append`` (one ``pwritev``, and
-one ``fdatasync`` for ``acks="all"``: group commit), then resolves the
-batch's futures with its base offset.  A batch may hold more than
-``batch_size`` bytes when records arrive faster than the sender writes; the
-storage splits batches above the topic's ``max.message.bytes``.
+to wake: everything sent meanwhile goes out together.  The sender writes the
+ready batches of a partition that were opened in the same millisecond (so
+they share one timestamp) with one ``Partition.append`` (one ``pwritev``),
+up to the topic's ``max.message.bytes``; for ``acks="all"`` it then calls
+``Partition.flush`` once per partition: one ``fdatasync`` for everything
+written to it in that round (group commit).  Then it resolves the batches'
+futures with their base offsets.
 
 Timestamps: a record sent without ``timestamp_ms`` gets the time at which
-its batch was opened, read once from the log's clock; the difference from
-the send time is at most ``linger_ms`` plus the sender's wake-up time, and
-it keeps the batch's timestamp column empty (one int for all records).
+its batch was opened, read once from the log's clock; with ``linger_ms=0``
+a batch opened while the previous batch of its partition still waits for
+the sender takes that batch's time, so that the sender can write both with
+one append.  The difference from the send time is at most ``linger_ms``
+plus the sender's wake-up time, and the batch's timestamp column stays
+empty (one int for all records).
 
 acks: ``0`` resolves each future at ``send()`` with offset -1 (Kafka's
 fire-and-forget; a write error is counted in ``metrics()`` but reaches no
 future); ``1`` when the batch is written to the OS (survives kill -9);
 ``"all"`` (the default) when it is also fsync'd (survives power loss).
 
-Thread-safe: many threads may share one producer.  ``close()`` sends what is
-pending, then stops the sender thread.
+Thread-safe: many threads may share one producer.  Every change to the open
+batches, the buffer count and the sticky partition happens under one lock,
+fast path included; the lock is held for a few list appends.  (Going without
+it would need the index read, the two appends and the two counters to be
+one atomic step against other senders and against the sender thread taking
+the batch; the GIL does not promise that, and free-threaded Pythons have no
+GIL.)  The sender thread takes that lock once per round, and never queues
+on it (``_lock_for_sender``).  ``close()`` sends what is pending, then stops
+the sender thread.
 """
 
 from __future__ import annotations
 
 import logging
+import operator
 import threading
 import time
 from typing import Any, Callable, Sequence
@@ -56,6 +75,12 @@ __all__ = ["Producer", "FutureRecordMetadata"]
 log_ = logging.getLogger("strom.producer")
 
 _BYTES_LIKE = (bytes, bytearray, memoryview)
+#: Bytes a record may add to its batch beyond its key and value when encoded (msgpack
+#: headers of the key and value, at most 5 bytes each, and slack): used only to size
+#: merged appends below max.message.bytes; the storage splits a batch it underestimates.
+_RECORD_OVERHEAD = 16
+#: How long the sender sleeps when it finds send() holding the lock (see _lock_for_sender).
+_SENDER_BACKOFF_S = 0.00005
 
 #: kafka-python's defaults where strom honours the option (acks: 3.x's "all").
 DEFAULTS: dict[str, Any] = {
@@ -100,34 +125,43 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
 
 
 class _Batch:
-    """The open (then in-flight) batch of one partition; futures point into it."""
+    """The open (then in-flight) batch of one partition; futures point into it.
 
-    __slots__ = ("topic", "partition", "keys", "values", "timestamps", "headers", "size",
-                 "created_ms", "created_s", "done",
-                 "base_offset", "error", "callbacks", "log_start_offset")
+    ``keys`` and ``values`` are columns, one entry per record.  Timestamps and
+    headers are rare, so only the records that have them are kept, by index.
+    ``room`` is the number of bytes the batch may still take before it is
+    full (``batch_size`` minus the sum of its records' sizes).
+    """
 
-    def __init__(self, topic: str, partition: int, created_ms: int) -> None:
+    __slots__ = ("topic", "partition", "keys", "values", "timestamps", "headers", "room",
+                 "created_ms", "created_s", "taken", "finished", "event", "base_offset", "error",
+                 "callbacks")
+
+    def __init__(self, topic: str, partition: int, created_ms: int, room: int) -> None:
         self.topic = topic
         self.partition = partition
-        self.keys: list[Any] = []
-        self.values: list[Any] = []
-        # Only records sent with timestamp_ms: index -> timestamp (the rest get created_ms).
-        self.timestamps: dict[int, int] | None = None
-        self.headers: list[Any] | None = None
-        self.size = 0
+        self.keys: list[Any] | tuple[Any, ...] = []  # a tuple once written
+        self.values: list[Any] | tuple[Any, ...] = []
+        self.timestamps: dict[int, int] | None = None  # index -> timestamp_ms given to send()
+        self.headers: dict[int, list[Any]] | None = None  # index -> non-empty headers
+        self.room = room
         self.created_ms = created_ms
         self.created_s = time.monotonic()
-        self.done = threading.Event()
+        self.taken = False  # True once the sender has taken it to write
+        # True once written (or failed) and every callback has run.  The Event exists only
+        # when someone waits: most batches complete without a waiter.
+        self.finished = False
+        self.event: threading.Event | None = None
         self.base_offset = -1
         self.error: BaseException | None = None
         self.callbacks: list[tuple[int, bool, Callable[..., Any], tuple]] | None = None
-        self.log_start_offset = -1
 
     def metadata(self, index: int) -> RecordMetadata:
+        """The RecordMetadata of the record at ``index``."""
         ts = self.timestamps.get(index) if self.timestamps else None
         key = self.keys[index]
         value = self.values[index]
-        headers = self.headers[index] if self.headers is not None else None
+        headers = self.headers.get(index) if self.headers else None
         return RecordMetadata(
             self.topic, self.partition, TopicPartition(self.topic, self.partition),
             self.base_offset + index if self.base_offset >= 0 else -1,
@@ -135,22 +169,39 @@ class _Batch:
             -1 if key is None else len(key), -1 if value is None else len(value),
             -1 if not headers else sum(len(k.encode()) + len(v or b"") for k, v in headers))
 
+    def wait(self, timeout: float | None) -> bool:
+        """Wait until finished (up to ``timeout`` seconds); True if it is."""
+        if self.finished:
+            return True
+        with _CALLBACK_LOCK:  # resolve() reads ``event`` under this lock after setting finished
+            if self.finished:
+                return True
+            if self.event is None:
+                self.event = threading.Event()
+            event = self.event
+        return event.wait(timeout)
+
     def resolve(self) -> None:
-        """Run the callbacks, then mark done (sender thread, after the write).
+        """Run the callbacks, then mark finished (sender thread, after the write).
 
         As in Kafka's producer, callbacks run before the futures complete, so
-        whoever returns from flush() or get() sees their effects.  ``done`` is
-        set under the callback lock once no callback is left, so a callback
-        added meanwhile is either run here or, seeing ``done``, by its adder.
+        whoever returns from flush() or get() sees their effects.
+        ``finished`` is set under the callback lock once no callback is left,
+        so a callback added meanwhile is either run here or, seeing
+        ``finished``, by its adder; a waiter either sees ``finished`` or left
+        an Event that is set here.
         """
         while True:
             with _CALLBACK_LOCK:
                 callbacks, self.callbacks = self.callbacks, None
                 if not callbacks:
-                    self.done.set()
-                    return
+                    self.finished = True
+                    event = self.event
+                    break
             for index, is_errback, fn, args in callbacks:
                 _run_callback(self, index, is_errback, fn, args)
+        if event is not None:
+            event.set()
 
 
 def _run_callback(batch: _Batch, index: int, is_errback: bool, fn: Callable[..., Any],
@@ -182,20 +233,20 @@ class FutureRecordMetadata:
     @property
     def is_done(self) -> bool:
         """True once the record is written (or failed)."""
-        return self._batch.done.is_set()
+        return self._batch.finished
 
     def succeeded(self) -> bool:
         """True if done without an error."""
-        return self.is_done and self._batch.error is None
+        return self._batch.finished and self._batch.error is None
 
     def failed(self) -> bool:
         """True if done with an error."""
-        return self.is_done and self._batch.error is not None
+        return self._batch.finished and self._batch.error is not None
 
     @property
     def exception(self) -> BaseException | None:
         """The error, if the future failed."""
-        return self._batch.error if self.is_done else None
+        return self._batch.error if self._batch.finished else None
 
     @property
     def value(self) -> RecordMetadata | None:
@@ -205,7 +256,7 @@ class FutureRecordMetadata:
     def get(self, timeout: float | None = None) -> RecordMetadata:
         """Wait (up to ``timeout`` seconds) and return the RecordMetadata, or raise the error."""
         batch = self._batch
-        if not batch.done.wait(timeout):
+        if not batch.wait(timeout):
             raise StromTimeoutError(f"record not written within {timeout} s")
         if batch.error is not None:
             raise batch.error
@@ -214,7 +265,7 @@ class FutureRecordMetadata:
     def _add(self, is_errback: bool, fn: Callable[..., Any], args: tuple) -> FutureRecordMetadata:
         batch = self._batch
         with _CALLBACK_LOCK:
-            if not batch.done.is_set():
+            if not batch.finished:
                 if batch.callbacks is None:
                     batch.callbacks = []
                 batch.callbacks.append((self._index, is_errback, fn, args))
@@ -244,12 +295,26 @@ _CALLBACK_LOCK = threading.Lock()
 
 
 class _TopicState:
-    __slots__ = ("partitions", "all_partitions", "open")
+    """A topic as one producer sees it: its partitions, their open batches, the sticky choice.
+
+    ``open`` has one slot more than the topic has partitions, always None, so
+    that ``open[sticky]`` with ``sticky == -1`` (no keyless partition chosen
+    yet) finds no batch.  ``sticky`` mirrors the producer's StickyPartitioner
+    for this topic (its current partition, or -1): it is read and written
+    only under the producer's lock, after every call that may change the
+    partitioner's choice.
+    """
+
+    __slots__ = ("partitions", "all_partitions", "count", "open", "newest", "sticky", "first")
 
     def __init__(self, partitions: list[Any]) -> None:
         self.partitions = partitions
         self.all_partitions = range(len(partitions))
-        self.open: list[_Batch | None] = [None] * len(partitions)
+        self.count = len(partitions)
+        self.open: list[_Batch | None] = [None] * (len(partitions) + 1)
+        self.newest: list[_Batch | None] = [None] * len(partitions)  # last batch opened, per partition
+        self.sticky = -1
+        self.first = partitions[0]  # its config holds the topic's max.message.bytes
 
 
 class Producer:
@@ -277,7 +342,7 @@ class Producer:
         if acks not in (0, 1, -1, "all") or isinstance(acks, bool):
             raise InvalidConfigError(f"acks must be 0, 1, -1 or 'all', not {acks!r}")
         self._acks = "all" if acks == -1 else acks
-        self._storage_acks: Any = "all" if self._acks == "all" else 1
+        self._durable = self._acks == "all"
         self._linger_s = _check_int("linger_ms", config["linger_ms"], 0) / 1000
         self._batch_size = _check_int("batch_size", config["batch_size"], 1)
         self._max_request_size = _check_int("max_request_size", config["max_request_size"], 1)
@@ -300,8 +365,18 @@ class Producer:
         self._log = log
         self._clock = log.clock
         self._topics: dict[str, _TopicState] = {}
+        # The topics send()'s fast path may use: all of them when this producer's options
+        # allow the fast path, none otherwise, and none once close() has begun.
+        fast = (self._xxhash and self._key_serializer is None and self._value_serializer is None
+                and self._acks != 0)
+        self._fast: dict[str, _TopicState] = self._topics if fast else {}
+        # The largest key + value the fast path accepts under max_request_size.
+        self._fast_max = self._max_request_size - HEADER_SIZE
         self._lock = threading.Lock()  # taken directly on the hot path: Condition's wrapper costs more
-        self._cond = threading.Condition(self._lock)
+        self._cond = threading.Condition(self._lock)  # send() threads waiting for buffer room
+        # Wakes the sender.  Not a wait on _cond: a sender woken by a notify() from inside
+        # send()'s critical section would queue on the lock that send() holds (see _run).
+        self._wake = threading.Event()
         self._ready: list[_Batch] = []
         self._lingering: dict[int, _Batch] = {}  # id(batch) -> open batch with a linger deadline
         self._in_flight: set[_Batch] = set()
@@ -309,6 +384,7 @@ class Producer:
         self._closing = False
         self._closed = False
         self._flush_all = 0
+        self._metrics_lock = threading.Lock()  # not the send() lock: the sender takes it per round
         self._metrics = {"record-send-total": 0, "record-error-total": 0, "batch-total": 0,
                          "bytes-total": 0}
         self._sender = threading.Thread(target=self._run, name="strom-producer-sender", daemon=True)
@@ -354,6 +430,60 @@ class Producer:
         RecordTooLargeError above ``max_request_size``, IllegalStateError
         after close().
         """
+        # The fast path: a bytes value, a bytes key or none, nothing else, on a producer whose
+        # options allow it (see _fast).  It takes the decisions of _send() below: the same
+        # size checks, the same partition (xxhash of the key, or the sticky one), the same
+        # batch and buffer accounting.  Anything it does not handle at once (no open batch,
+        # a batch this record fills, a full buffer) goes to _enqueue() under the same lock.
+        # It needs no check for a closed producer: close() empties _fast first, and once the
+        # sender has stopped no batch is open, so a record that got past the check ends in
+        # _enqueue(), which refuses it.
+        try:
+            state = self._fast[topic]
+        except (KeyError, TypeError):  # a topic not seen yet (or not a str), or no fast path
+            return self._send(topic, value, key, headers, partition, timestamp_ms)
+        if (value.__class__ is bytes and headers is None and partition is None
+                and timestamp_ms is None):
+            if key is None:
+                size = len(value)
+                chosen = None  # the sticky partition, read under the lock
+            elif key.__class__ is bytes:
+                size = len(value) + len(key)
+                chosen = xxh3_64_intdigest(key) % state.count
+            else:
+                return self._send(topic, value, key, headers, partition, timestamp_ms)
+            if (size <= self._fast_max
+                    and size + HEADER_SIZE <= state.first.config.max_message_bytes):
+                lock = self._lock
+                lock.acquire()  # "with" costs twice as much as the two calls
+                try:
+                    batch = state.open[state.sticky if chosen is None else chosen]
+                    if batch is not None:
+                        room = batch.room - size
+                        pending = self._pending_bytes + size
+                        if room > 0 and pending <= self._buffer_memory:
+                            batch.room = room
+                            self._pending_bytes = pending
+                            index = len(batch.values)
+                            batch.values.append(value)
+                            batch.keys.append(key)
+                        else:
+                            batch, index = self._enqueue(state, topic, chosen, key, value, size,
+                                                         None, None)
+                    else:
+                        batch, index = self._enqueue(state, topic, chosen, key, value, size,
+                                                     None, None)
+                finally:
+                    lock.release()
+                future = _new_future(FutureRecordMetadata)
+                future._batch = batch
+                future._index = index
+                return future
+        return self._send(topic, value, key, headers, partition, timestamp_ms)
+
+    def _send(self, topic: str, value: Any, key: Any, headers: Any, partition: Any,
+              timestamp_ms: Any) -> FutureRecordMetadata:
+        """send() for any record: serialize, check everything, then _enqueue()."""
         if self._closing:
             raise IllegalStateError("send() after close()")
         if key is None and value is None:
@@ -391,67 +521,107 @@ class Producer:
         if size + HEADER_SIZE > self._max_request_size:
             raise RecordTooLargeError(f"the record is {size} bytes serialized, above "
                                       f"max_request_size={self._max_request_size}")
+        if type(topic) is not str:
+            raise InvalidRecordError(f"topic must be a str, not {type(topic).__name__}")
         state = self._topics.get(topic) or self._topic_state(topic)
-        topic_limit = state.partitions[0].config.max_message_bytes
+        topic_limit = state.first.config.max_message_bytes
         if size + HEADER_SIZE > topic_limit:  # alone in a batch it would still be refused
             raise RecordTooLargeError(f"the record is {size} bytes serialized, above the topic's "
                                       f"max.message.bytes={topic_limit}")
         if partition is None:
-            if key is None:
-                if self._keyless_sticky:
-                    partition = self._sticky.partition(topic, state.all_partitions)
-                else:
-                    partition = self._partitioner(key, state.all_partitions, state.all_partitions)
-            elif self._xxhash:
-                partition = xxh3_64_intdigest(key) % len(state.open)
+            if key is None and self._keyless_sticky:
+                pass  # None: the sticky partition, chosen under the lock by _enqueue()
+            elif key is not None and self._xxhash:
+                partition = xxh3_64_intdigest(key) % state.count
             else:
                 partition = self._partitioner(key, state.all_partitions, state.all_partitions)
-        elif type(partition) is not int or not 0 <= partition < len(state.open):
+                if type(partition) is not int and not isinstance(partition, bool):
+                    try:  # numpy integers and the like
+                        partition = operator.index(partition)
+                    except TypeError:
+                        pass  # refused just below
+                if type(partition) is not int or not 0 <= partition < state.count:
+                    raise UnknownTopicOrPartitionError(
+                        f"partitioner {self._partitioner!r} chose partition {partition!r} of "
+                        f"topic {topic!r}, which has partitions 0..{state.count - 1}")
+        elif type(partition) is not int or not 0 <= partition < state.count:
             raise UnknownTopicOrPartitionError(
-                f"topic {topic!r} has partitions 0..{len(state.open) - 1}, not {partition!r}")
-        cond = self._cond
+                f"topic {topic!r} has partitions 0..{state.count - 1}, not {partition!r}")
         with self._lock:
-            if self._closed:
-                raise IllegalStateError("send() after close()")
-            if self._pending_bytes + size > self._buffer_memory:
-                self._wait_for_buffer(size)
-            batch = state.open[partition]
-            if batch is None:
-                batch = state.open[partition] = _Batch(topic, partition, self._clock.time_ms())
-                if self._linger_s:
-                    self._lingering[id(batch)] = batch
-                    if len(self._lingering) == 1:
-                        cond.notify()  # the sender may be asleep with no deadline
-                else:
-                    self._ready.append(batch)
-                    if len(self._ready) == 1:
-                        cond.notify()
-            index = len(batch.values)
-            batch.values.append(value)
-            batch.keys.append(key)
-            if timestamp_ms is not None:
-                if batch.timestamps is None:
-                    batch.timestamps = {}
-                batch.timestamps[index] = timestamp_ms
-            if headers:
-                if batch.headers is None:
-                    batch.headers = [None] * index
-                batch.headers.append(headers)
-            elif batch.headers is not None:
-                batch.headers.append(None)
-            batch.size += size
-            self._pending_bytes += size
-            if batch.size >= self._batch_size:
-                state.open[partition] = None  # full: later records start a new batch
-                if self._linger_s:
-                    del self._lingering[id(batch)]
-                    self._ready.append(batch)
-                    cond.notify()
-                if key is None and self._keyless_sticky:
-                    self._sticky.on_new_batch(topic, partition)
+            batch, index = self._enqueue(state, topic, partition, key, value, size, headers,
+                                         timestamp_ms)
         if self._acks == 0:
-            return _done_future(topic, partition, key, value, timestamp_ms, headers, batch.created_ms)
+            return _done_future(topic, batch.partition, key, value, timestamp_ms, headers,
+                                batch.created_ms)
         return FutureRecordMetadata(batch, index)
+
+    def _enqueue(self, state: _TopicState, topic: str, partition: int | None, key: Any,
+                 value: Any, size: int, headers: list[Any] | None,
+                 timestamp_ms: int | None) -> tuple[_Batch, int]:
+        """Add one checked record to its partition's open batch (lock held): (batch, index).
+
+        ``partition`` None means a keyless record for the sticky partitioner.
+        Opens a batch when the partition has none, closes the batch when the
+        record fills it, and waits (up to max_block_ms) while the buffer is full.
+        """
+        if self._closed:
+            raise IllegalStateError("send() after close()")
+        if self._pending_bytes + size > self._buffer_memory:
+            self._wait_for_buffer(size)
+            if self._closed:  # the sender finished while this thread waited: nobody would write
+                raise IllegalStateError("send() after close()")
+        if partition is None:
+            partition = state.sticky
+            if partition < 0:
+                partition = state.sticky = self._sticky.partition(topic, state.all_partitions)
+        batch = state.open[partition]
+        if batch is None:
+            # With linger_ms=0, a batch opened while the previous one of its partition still
+            # waits for the sender takes that batch's timestamp: the sender then writes both
+            # with one append (one timestamp for all), however many batch_size cut.
+            newest = state.newest[partition]
+            if newest is not None and not newest.taken and not self._linger_s:
+                created_ms = newest.created_ms
+            else:
+                created_ms = self._clock.time_ms()
+            batch = state.open[partition] = state.newest[partition] = _Batch(
+                topic, partition, created_ms, self._batch_size)
+            if self._linger_s:
+                self._lingering[id(batch)] = batch
+                if len(self._lingering) == 1:
+                    self._wake.set()  # the sender may be asleep with no deadline
+            else:
+                self._ready.append(batch)
+                if len(self._ready) == 1:
+                    self._wake.set()
+        index = len(batch.values)
+        batch.values.append(value)
+        batch.keys.append(key)
+        if timestamp_ms is not None:
+            if batch.timestamps is None:
+                batch.timestamps = {}
+            batch.timestamps[index] = timestamp_ms
+        if headers:
+            if batch.headers is None:
+                batch.headers = {}
+            batch.headers[index] = headers
+        batch.room -= size
+        self._pending_bytes += size
+        if batch.room <= 0:
+            state.open[partition] = None  # full: later records start a new batch
+            if self._linger_s:
+                del self._lingering[id(batch)]
+                self._ready.append(batch)
+                self._wake.set()
+            if key is None and self._keyless_sticky:
+                self._new_sticky_batch(state, topic, partition)
+        return batch, index
+
+    def _new_sticky_batch(self, state: _TopicState, topic: str, partition: int) -> None:
+        """Tell the sticky partitioner a batch of ``partition`` is complete (lock held)."""
+        self._sticky.on_new_batch(topic, partition)
+        current = self._sticky.current(topic)
+        state.sticky = -1 if current is None else current
 
     def send_batch(self, topic: str, values: Sequence[Any], keys: Sequence[Any] | None = None, *,
                    partition: int | None = None, timestamp_ms: int | None = None) -> list[int]:
@@ -477,12 +647,16 @@ class Producer:
         ts = self._clock.time_ms() if timestamp_ms is None else timestamp_ms
         groups: dict[int, list[int]]
         if partition is not None:
-            if type(partition) is not int or not 0 <= partition < len(state.open):
+            if type(partition) is not int or not 0 <= partition < state.count:
                 raise UnknownTopicOrPartitionError(
-                    f"topic {topic!r} has partitions 0..{len(state.open) - 1}, not {partition!r}")
+                    f"topic {topic!r} has partitions 0..{state.count - 1}, not {partition!r}")
             groups = {partition: list(range(len(values)))}
         elif keys is None:
-            groups = {self._sticky.partition(topic, state.all_partitions): list(range(len(values)))}
+            with self._lock:
+                sticky = state.sticky
+                if sticky < 0:
+                    sticky = state.sticky = self._sticky.partition(topic, state.all_partitions)
+            groups = {sticky: list(range(len(values)))}
         else:
             groups = {}
             part = self._partitioner
@@ -491,6 +665,7 @@ class Producer:
                 groups.setdefault(part(k, allp, allp), []).append(i)
         self.flush()  # earlier send()s come first, per partition
         firsts = []
+        storage_acks = "all" if self._durable else 1
         for p, idx in sorted(groups.items()):
             if len(idx) == len(values):
                 vals, ks = values, keys
@@ -498,17 +673,19 @@ class Producer:
                 vals = [values[i] for i in idx]
                 ks = None if keys is None else [keys[i] for i in idx]
             firsts.append(state.partitions[p].append(
-                vals, ks, ts, acks=self._storage_acks, compression=self._compression))
-            self._metrics["record-send-total"] += len(vals)
+                vals, ks, ts, acks=storage_acks, compression=self._compression))
+            with self._metrics_lock:
+                self._metrics["record-send-total"] += len(vals)
             if keys is None and partition is None:
-                self._sticky.on_new_batch(topic, p)  # the next keyless batch goes elsewhere
+                with self._lock:
+                    self._new_sticky_batch(state, topic, p)  # the next keyless batch goes elsewhere
         return firsts
 
     def _wait_for_buffer(self, size: int) -> None:
         """Block (cond held) until the buffer has room, up to max_block_ms."""
         deadline = time.monotonic() + self._max_block_s
         self._flush_all += 1
-        self._cond.notify()
+        self._wake.set()
         try:
             while self._pending_bytes and self._pending_bytes + size > self._buffer_memory:
                 left = deadline - time.monotonic()
@@ -533,11 +710,12 @@ class Producer:
                     self._ready.append(batch)
         ready, self._ready = self._ready, []
         for batch in ready:
+            batch.taken = True
             state = self._topics[batch.topic]
             if state.open[batch.partition] is batch:
                 state.open[batch.partition] = None
                 if self._keyless_sticky and batch.keys.count(None) == len(batch.keys):
-                    self._sticky.on_new_batch(batch.topic, batch.partition)
+                    self._new_sticky_batch(state, batch.topic, batch.partition)
             self._in_flight.add(batch)
         return ready
 
@@ -547,50 +725,166 @@ class Producer:
         oldest = min(b.created_s for b in self._lingering.values())
         return max(0.0, oldest + self._linger_s - time.monotonic())
 
+    def _lock_for_sender(self) -> None:
+        """Take the send() lock without queueing on it (sender thread).
+
+        A thread that blocks on a lock must win the GIL back after it gets the
+        lock; meanwhile send() finds the lock taken, blocks and hands over the
+        GIL, and the two threads can go on handing both over every few records
+        (measured: a third of the throughput, in batches of a dozen records).
+        So the sender tries the lock and, when send() holds it, sleeps a moment
+        (letting send() finish its few appends) instead of waiting in line.
+        """
+        lock = self._lock
+        while not lock.acquire(False):
+            time.sleep(_SENDER_BACKOFF_S)
+
     def _run(self) -> None:
-        cond = self._cond
+        lock = self._lock
+        wake = self._wake
+        batch_size = self._batch_size
+        metrics = self._metrics
+        done: list[_Batch] = []
+        sizes = 0
         while True:
-            with cond:
+            # One section under the send() lock per round: the last round's bookkeeping and
+            # this round's batches (each section is a chance to find send() holding it).
+            self._lock_for_sender()
+            try:
+                if done:
+                    self._in_flight.difference_update(done)  # only now: flush() waits for them
+                    self._pending_bytes -= sizes
+                    done = []
+                    self._cond.notify_all()  # send() threads waiting for buffer room
                 batches = self._take()
-                while not batches:
+                if not batches:
                     if self._closing and not self._lingering:
                         self._closed = True
-                        cond.notify_all()
+                        self._cond.notify_all()
                         return
-                    cond.wait(self._next_wake())
-                    batches = self._take()
+                    wake.clear()  # under the lock: work added after this sets it again
+                    timeout = self._next_wake()
+            finally:
+                lock.release()
+            if not batches:
+                wake.wait(timeout)
+                continue
+            self._write(batches)
+            sizes = records = errors = written = ok = 0
             for batch in batches:
-                self._write(batch)
+                # Futures keep their batch for its metadata.  Tuples of bytes leave the
+                # cyclic collector's sight after its next pass, lists never do: users who
+                # keep millions of futures would have every key and value walked in each
+                # full collection.
+                batch.values = tuple(batch.values)
+                batch.keys = tuple(batch.keys)
+                size = batch_size - batch.room
+                sizes += size
+                if batch.error is None:
+                    ok += 1
+                    records += len(batch.values)
+                    written += size
+                else:
+                    errors += len(batch.values)
+            with self._metrics_lock:  # counted before the futures complete: flush() sees them
+                metrics["record-send-total"] += records
+                metrics["batch-total"] += ok
+                metrics["bytes-total"] += written
+                metrics["record-error-total"] += errors
             for batch in batches:
                 batch.resolve()
-            with cond:
-                for batch in batches:
-                    self._in_flight.discard(batch)  # only now: flush() waits for in-flight batches
-                    self._pending_bytes -= batch.size
-                cond.notify_all()
+            done = batches
 
-    def _write(self, batch: _Batch) -> None:
-        try:
-            timestamps: Any = batch.created_ms
-            if batch.timestamps:
-                timestamps = [timestamps] * len(batch.values)
-                for i, t in batch.timestamps.items():
-                    timestamps[i] = t
-            keys = batch.keys
-            any_key = keys.count(None) != len(keys)  # C speed, once per batch
-            partition = self._topics[batch.topic].partitions[batch.partition]
-            batch.base_offset = partition.append(
-                batch.values, keys if any_key else None, timestamps, batch.headers,
-                acks=self._storage_acks, compression=self._compression)
-            m = self._metrics
-            m["record-send-total"] += len(batch.values)
-            m["batch-total"] += 1
-            m["bytes-total"] += batch.size
-        except BaseException as exc:  # the batch's futures carry any failure
-            if not isinstance(exc, StromError):
-                log_.exception("unexpected error writing a batch")
+    def _write(self, batches: list[_Batch]) -> None:
+        """Write ``batches``, setting each one's base offset or error (sender thread).
+
+        Per partition, runs of batches opened in the same millisecond and
+        without timestamps of their own are written with one append, up to
+        the topic's max.message.bytes; with acks="all" every append is made
+        with acks=1 and the partition is then fsync'd once (Partition.flush),
+        and a failed fsync fails every batch written to it in this round.
+        """
+        by_partition: dict[tuple[str, int], list[_Batch]] = {}
+        for batch in batches:
+            key = (batch.topic, batch.partition)
+            group = by_partition.get(key)
+            if group is None:
+                by_partition[key] = [batch]
+            else:
+                group.append(batch)
+        for (topic, p), group in by_partition.items():
+            partition = self._topics[topic].partitions[p]
+            written: list[_Batch] = []
+            for run in self._runs(group, partition.config.max_message_bytes):
+                try:
+                    base = partition.append(*self._columns(run), acks=1,
+                                            compression=self._compression)
+                except BaseException as exc:  # the batches' futures carry any failure
+                    self._fail(run, exc)
+                    continue
+                for batch in run:
+                    batch.base_offset = base
+                    base += len(batch.values)
+                written += run
+            if self._durable and written:
+                try:
+                    partition.flush()
+                except BaseException as exc:
+                    self._fail(written, exc)
+
+    def _runs(self, group: list[_Batch], limit: int) -> list[list[_Batch]]:
+        """``group`` (one partition's batches, in order) cut into runs written by one append each."""
+        runs: list[list[_Batch]] = []
+        run: list[_Batch] = []
+        estimate = HEADER_SIZE
+        batch_size = self._batch_size
+        for batch in group:
+            cost = batch_size - batch.room + _RECORD_OVERHEAD * len(batch.values)
+            if run and (batch.timestamps or run[0].timestamps
+                        or batch.created_ms != run[0].created_ms or estimate + cost > limit):
+                runs.append(run)
+                run = []
+                estimate = HEADER_SIZE
+            run.append(batch)
+            estimate += cost
+        if run:
+            runs.append(run)
+        return runs
+
+    @staticmethod
+    def _columns(run: list[_Batch]) -> tuple[list[Any], list[Any] | None, Any, list[Any] | None]:
+        """The values, keys, timestamps and headers of a run of batches, for Partition.append."""
+        first = run[0]
+        if len(run) == 1:
+            values, keys = first.values, first.keys
+        else:
+            values, keys = [], []
+            for batch in run:
+                values += batch.values
+                keys += batch.keys
+        timestamps: Any = first.created_ms
+        if first.timestamps:  # a run with timestamps of its own is one batch
+            timestamps = [timestamps] * len(values)
+            for i, t in first.timestamps.items():
+                timestamps[i] = t
+        headers = None
+        if any(batch.headers for batch in run):
+            headers = [None] * len(values)
+            start = 0
+            for batch in run:
+                if batch.headers:
+                    for i, h in batch.headers.items():
+                        headers[start + i] = h
+                start += len(batch.values)
+        return values, keys if keys.count(None) != len(keys) else None, timestamps, headers
+
+    @staticmethod
+    def _fail(batches: list[_Batch], exc: BaseException) -> None:
+        if not isinstance(exc, StromError):
+            log_.exception("unexpected error writing a batch", exc_info=exc)
+        for batch in batches:
             batch.error = exc
-            self._metrics["record-error-total"] += len(batch.values)
+            batch.base_offset = -1
 
     # -- flushing, closing, metadata -----------------------------------------
 
@@ -602,11 +896,11 @@ class Producer:
             if not waiting:
                 return
             self._flush_all += 1
-            self._cond.notify_all()
+            self._wake.set()
         try:
             for batch in waiting:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                if not batch.done.wait(left):
+                if not batch.wait(left):
                     raise StromTimeoutError(f"flush did not finish within {timeout} s")
         finally:
             with self._cond:
@@ -618,7 +912,8 @@ class Producer:
             if self._closing and self._closed:
                 return
             self._closing = True
-            self._cond.notify_all()
+            self._fast = {}  # send() takes the general path, which refuses records now
+            self._wake.set()
         self._sender.join(timeout)
         if self._sender.is_alive():
             raise StromTimeoutError(f"producer did not close within {timeout} s")
@@ -630,8 +925,9 @@ class Producer:
 
     def metrics(self, raw: bool = False) -> dict[str, dict[str, float]]:
         """A snapshot of counters: records and batches written, errors, bytes pending."""
-        with self._cond:
+        with self._metrics_lock:
             snapshot = dict(self._metrics)
+        with self._cond:
             snapshot["buffer-pending-bytes"] = self._pending_bytes
             snapshot["buffer-available-bytes"] = self._buffer_memory - self._pending_bytes
         return {"producer-metrics": snapshot}
@@ -650,6 +946,9 @@ class Producer:
         return f"<strom.Producer acks={self._acks!r} on {self._log.path!r}>"
 
 
+_new_future = object.__new__  # send()'s fast path fills the two slots itself: no __init__ call
+
+
 class _DoneBatch(_Batch):
     """A batch that is already done: acks=0 futures (offset -1)."""
 
@@ -659,12 +958,12 @@ class _DoneBatch(_Batch):
 def _done_future(topic: str, partition: int, key: Any, value: Any, timestamp_ms: int | None,
                  headers: Any, created_ms: int) -> FutureRecordMetadata:
     """An acks=0 future: done at once, offset -1, sizes and timestamp of the record."""
-    batch = _DoneBatch(topic, partition, created_ms)
+    batch = _DoneBatch(topic, partition, created_ms, 0)
     batch.keys.append(key)
     batch.values.append(value)
     if timestamp_ms is not None:
         batch.timestamps = {0: timestamp_ms}
     if headers:
-        batch.headers = [headers]
-    batch.done.set()
+        batch.headers = {0: headers}
+    batch.finished = True
     return FutureRecordMetadata(batch, 0)
