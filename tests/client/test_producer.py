@@ -826,9 +826,9 @@ def test_full_buffer_times_out_when_the_sender_cannot_drain(log, producers):
 def test_send_batch_to_a_partition(log, producers, clock):
     p = producers(log)
     firsts = p.send_batch("t", [b"a", b"b", b"c"], partition=2)
-    assert firsts == [0]
+    assert firsts == {2: 0}
     firsts = p.send_batch("t", [b"d"], keys=[b"kd"], partition=2, timestamp_ms=T0 - 99)
-    assert firsts == [3]
+    assert firsts == {2: 3}
     got = records(log, "t", 2)
     assert [(r[0], r[2], r[3]) for r in got] == [(0, None, b"a"), (1, None, b"b"), (2, None, b"c"),
                                                  (3, b"kd", b"d")]
@@ -844,7 +844,7 @@ def test_send_batch_keyed_goes_by_key(log, producers):
     expected = defaultdict(list)
     for k, v in zip(keys, values):
         expected[xx(k.encode(), [0, 1, 2], [])].append((k.encode(), v.encode()))
-    assert len(firsts) == len(expected)
+    assert firsts == {part: 0 for part in expected}
     for part in range(3):
         assert kv(log, "t", part) == expected[part]
 
@@ -853,9 +853,30 @@ def test_send_batch_after_earlier_sends(log, producers):
     p = producers(log, linger_ms=60_000)
     futures = [p.send("t", b"s%d" % i, partition=1) for i in range(5)]
     firsts = p.send_batch("t", [b"b0", b"b1"], partition=1)
-    assert firsts == [5]
+    assert firsts == {1: 5}
     assert [f.get(0).offset for f in futures] == list(range(5))
     assert [r[3] for r in records(log, "t", 1)] == [b"s0", b"s1", b"s2", b"s3", b"s4", b"b0", b"b1"]
+
+
+def test_send_batch_keyed_with_none_keys_and_murmur2(log, producers):
+    """Keys the fast path cannot hash go through the partitioner, record by record."""
+    for partitioner in (None, "murmur2"):
+        p = producers(log, partitioner=partitioner) if partitioner else producers(log)
+        part = p._partitioner
+        keys = [b"k%d" % i for i in range(50)] + [None, b"last"]
+        values = [b"v%d" % i for i in range(52)]
+        before = {q: len(kv(log, "t", q)) for q in range(3)}
+        firsts = p.send_batch("t", values, keys=keys)
+        written = {q: kv(log, "t", q)[before[q]:] for q in range(3)}
+        assert sorted((r for rs in written.values() for r in rs), key=lambda r: r[1]) == sorted(
+            zip(keys, values), key=lambda r: r[1])
+        for q, rs in written.items():
+            for k, _v in rs:
+                if k is not None:
+                    assert part(k, [0, 1, 2], [0, 1, 2]) == q
+            assert (q in firsts) == bool(rs)
+            if rs:
+                assert firsts[q] == before[q]
 
 
 def test_send_batch_tombstones_and_serializers(log, producers):

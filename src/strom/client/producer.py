@@ -58,6 +58,7 @@ import logging
 import operator
 import threading
 import time
+from itertools import compress
 from typing import Any, Callable, Sequence
 
 from xxhash import xxh3_64_intdigest
@@ -624,14 +625,16 @@ class Producer:
         state.sticky = -1 if current is None else current
 
     def send_batch(self, topic: str, values: Sequence[Any], keys: Sequence[Any] | None = None, *,
-                   partition: int | None = None, timestamp_ms: int | None = None) -> list[int]:
-        """Write many records to one partition at once; returns ``[first_offset, ...]`` per batch.
+                   partition: int | None = None, timestamp_ms: int | None = None) -> dict[int, int]:
+        """Write many records at once; returns ``{partition: offset of its first record}``.
 
         The bulk path for pipelines: values (and keys) go through the
         serializers, then straight to storage as columns, without a future
         per record; it returns after the write with the requested acks.
         Keyless records go to ``partition`` or one sticky partition; keyed
-        records to ``partition`` if given, else each key's partition.
+        records to ``partition`` if given, else each key's partition (found
+        for all keys at once with the default partitioner).  Each partition's
+        records are appended in their order, after every earlier ``send()``.
         """
         if self._closing:
             raise IllegalStateError("send_batch() after close()")
@@ -645,41 +648,56 @@ class Producer:
             keys = [None if k is None else kser(k) for k in keys]
         state = self._topics.get(topic) or self._topic_state(topic)
         ts = self._clock.time_ms() if timestamp_ms is None else timestamp_ms
-        groups: dict[int, list[int]]
+        groups: dict[int, tuple[Sequence[Any], Sequence[Any] | None]]
         if partition is not None:
             if type(partition) is not int or not 0 <= partition < state.count:
                 raise UnknownTopicOrPartitionError(
                     f"topic {topic!r} has partitions 0..{state.count - 1}, not {partition!r}")
-            groups = {partition: list(range(len(values)))}
+            groups = {partition: (values, keys)}
         elif keys is None:
             with self._lock:
                 sticky = state.sticky
                 if sticky < 0:
                     sticky = state.sticky = self._sticky.partition(topic, state.all_partitions)
-            groups = {sticky: list(range(len(values)))}
+            groups = {sticky: (values, keys)}
         else:
-            groups = {}
-            part = self._partitioner
-            allp = state.all_partitions
-            for i, k in enumerate(keys):
-                groups.setdefault(part(k, allp, allp), []).append(i)
+            groups = self._group_by_partition(state, values, keys)
         self.flush()  # earlier send()s come first, per partition
-        firsts = []
+        firsts = {}
         storage_acks = "all" if self._durable else 1
-        for p, idx in sorted(groups.items()):
-            if len(idx) == len(values):
-                vals, ks = values, keys
-            else:
-                vals = [values[i] for i in idx]
-                ks = None if keys is None else [keys[i] for i in idx]
-            firsts.append(state.partitions[p].append(
-                vals, ks, ts, acks=storage_acks, compression=self._compression))
+        for p, (vals, ks) in sorted(groups.items()):
+            firsts[p] = state.partitions[p].append(
+                vals, ks, ts, acks=storage_acks, compression=self._compression)
             with self._metrics_lock:
                 self._metrics["record-send-total"] += len(vals)
             if keys is None and partition is None:
                 with self._lock:
                     self._new_sticky_batch(state, topic, p)  # the next keyless batch goes elsewhere
         return firsts
+
+    def _group_by_partition(self, state: _TopicState, values: Sequence[Any], keys: Sequence[Any]
+                            ) -> dict[int, tuple[Sequence[Any], Sequence[Any] | None]]:
+        """Each key's partition, then the records split by partition, with C iterators."""
+        n = state.count
+        parts: list[int] | None = None
+        if type(self._partitioner) is XxhashPartitioner:
+            try:  # one C pass for the hashes, one for the modulo
+                parts = list(map(n.__rmod__, map(xxh3_64_intdigest, keys)))
+            except TypeError:  # a None or non-bytes key: the partitioner's own rules
+                parts = None
+        if parts is None:
+            part = self._partitioner
+            allp = state.all_partitions
+            parts = [part(k, allp, allp) for k in keys]
+            for q in set(parts):
+                if type(q) is not int or not 0 <= q < n:
+                    raise UnknownTopicOrPartitionError(
+                        f"the partitioner chose {q!r}; topic has partitions 0..{n - 1}")
+        present = set(parts)
+        if len(present) == 1:
+            return {parts[0]: (values, keys)}
+        return {q: (list(compress(values, map(q.__eq__, parts))),
+                    list(compress(keys, map(q.__eq__, parts)))) for q in sorted(present)}
 
     def _wait_for_buffer(self, size: int) -> None:
         """Block (cond held) until the buffer has room, up to max_block_ms."""
