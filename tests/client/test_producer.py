@@ -16,7 +16,9 @@ sender fails a test instead of hanging the run.
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
 import sys
 import threading
 import time
@@ -34,6 +36,8 @@ from strom.codec.batch import COMPRESSION_NONE, COMPRESSION_ZSTD
 from strom.errors import (IllegalStateError, InvalidConfigError, InvalidRecordError,
                           InvalidTopicError, LogClosedError, RecordTooLargeError, StromError,
                           StromTimeoutError, UnknownTopicOrPartitionError)
+
+SRC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src")
 
 TIMEOUT = 10  # seconds: the longest any single wait may take before the test fails
 T0 = 1_700_000_000_000
@@ -756,10 +760,38 @@ def test_network_options_are_accepted(log):
         p.close(timeout=TIMEOUT)
 
 
-@pytest.mark.parametrize("key", ["transactional_id", "transaction_timeout_ms"])
-def test_transactions_are_rejected(log, key):
-    with pytest.raises(InvalidConfigError):
-        strom.Producer(log, **{key: "tx-1" if key == "transactional_id" else 60000})
+def test_transactions_are_rejected(log):
+    with pytest.raises(strom.UnsupportedError, match="transactions"):
+        strom.Producer(log, transactional_id="tx-1")
+    with pytest.raises(NotImplementedError):
+        strom.Producer(log, transactional_id="tx-1")
+    # kafka-python's default transaction_timeout_ms alone is harmless: accepted, ignored.
+    p = strom.Producer(log, transaction_timeout_ms=60000)
+    p.close(timeout=TIMEOUT)
+
+
+def test_the_offsets_topic_is_not_for_producers(log):
+    consumer = strom.Consumer(log, "t", group_id="g")
+    consumer.commit({strom.TopicPartition("t", 0): 1})
+    with strom.Producer(log) as p:
+        with pytest.raises(strom.InvalidTopicError, match="internal"):
+            p.send("__consumer_offsets", b"oops", key=b"k")
+        with pytest.raises(strom.InvalidTopicError):
+            p.send_batch("__consumer_offsets", [b"oops"])
+    assert consumer.committed(strom.TopicPartition("t", 0)) == 1
+    consumer.close()
+
+
+def test_unflushed_records_are_written_at_exit(tmp_path):
+    code = ("import strom\n"
+            f"log = strom.open({str(tmp_path)!r})\n"
+            "p = strom.Producer(log, acks=1, linger_ms=60000)\n"
+            "for i in range(100):\n"
+            "    p.send('t', b'%d' % i)\n")  # no flush, no close: the exit hook writes them
+    env = {**os.environ, "PYTHONPATH": SRC_DIR}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
+    with strom.open(tmp_path) as log:
+        assert log.partition("t", 0).log_end_offset == 100
 
 
 @pytest.mark.parametrize("config", [

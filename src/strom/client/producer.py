@@ -54,10 +54,12 @@ the sender thread.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import operator
 import threading
 import time
+import weakref
 from itertools import compress
 from typing import Any, Callable, Sequence
 
@@ -65,8 +67,9 @@ from xxhash import xxh3_64_intdigest
 
 from ..codec.batch import HEADER_SIZE
 from ..errors import (IllegalStateError, InvalidConfigError, InvalidRecordError,
-                      RecordTooLargeError, StromError, StromTimeoutError,
-                      UnknownTopicOrPartitionError)
+                      InvalidTopicError, RecordTooLargeError, StromError, StromTimeoutError,
+                      UnknownTopicOrPartitionError, UnsupportedError)
+from ..group.offsets import OFFSETS_TOPIC
 from ..records import RecordMetadata, TopicPartition
 from ..storage import Log
 from .partitioner import HashPartitioner, StickyPartitioner, XxhashPartitioner, resolve_partitioner
@@ -112,11 +115,23 @@ IGNORED = frozenset({
     "send_buffer_bytes", "receive_buffer_bytes", "socket_options", "metric_reporters",
     "metrics_enabled", "metrics_num_samples", "metrics_sample_window_ms", "selector",
     "sock_chunk_bytes", "sock_chunk_buffer_count", "kafka_client", "wakeup_timeout_ms",
+    "transaction_timeout_ms",
 })
 _UNSUPPORTED = {
     "transactional_id": "transactions are not supported yet",
-    "transaction_timeout_ms": "transactions are not supported yet",
 }
+#: Producers not yet closed: flushed when the interpreter exits, as kafka-python
+#: does, so records sent just before the end of a script are not lost.
+_LIVE: weakref.WeakSet[Producer] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    for producer in list(_LIVE):
+        try:
+            producer.close(timeout=30)
+        except Exception:  # exiting anyway: report, do not mask the exit
+            log_.exception("closing a producer at exit failed")
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
@@ -337,7 +352,7 @@ class Producer:
             raise InvalidConfigError(f"Unrecognized configs: {unknown}")
         for key, why in _UNSUPPORTED.items():
             if configs.get(key) is not None:
-                raise InvalidConfigError(f"{key}: {why}")
+                raise UnsupportedError(f"{key}: {why}")
         config = {**DEFAULTS, **{k: v for k, v in configs.items() if k in DEFAULTS}}
         acks = config["acks"]
         if acks not in (0, 1, -1, "all") or isinstance(acks, bool):
@@ -390,6 +405,7 @@ class Producer:
                          "bytes-total": 0}
         self._sender = threading.Thread(target=self._run, name="strom-producer-sender", daemon=True)
         self._sender.start()
+        _LIVE.add(self)
 
     @staticmethod
     def _serializer(name: str, value: Any) -> Callable[..., Any] | None:
@@ -407,6 +423,8 @@ class Producer:
     def _topic_state(self, topic: str) -> _TopicState:
         if type(topic) is not str:
             raise InvalidRecordError(f"topic must be a str, not {type(topic).__name__}")
+        if topic == OFFSETS_TOPIC:
+            raise InvalidTopicError(f"{OFFSETS_TOPIC} is internal: consumers write it by committing")
         try:
             t = self._log.topic(topic)
         except UnknownTopicOrPartitionError:
