@@ -60,7 +60,7 @@ import operator
 import threading
 import time
 import weakref
-from itertools import compress
+from collections import deque
 from typing import Any, Callable, Sequence
 
 from xxhash import xxh3_64_intdigest
@@ -714,8 +714,12 @@ class Producer:
         present = set(parts)
         if len(present) == 1:
             return {parts[0]: (values, keys)}
-        return {q: (list(compress(values, map(q.__eq__, parts))),
-                    list(compress(keys, map(q.__eq__, parts)))) for q in sorted(present)}
+        # One C pass per column: list.append(bucket_of_partition, record).
+        value_buckets: list[list[Any]] = [[] for _ in range(n)]
+        key_buckets: list[list[Any]] = [[] for _ in range(n)]
+        deque(map(list.append, map(value_buckets.__getitem__, parts), values), maxlen=0)
+        deque(map(list.append, map(key_buckets.__getitem__, parts), keys), maxlen=0)
+        return {q: (value_buckets[q], key_buckets[q]) for q in sorted(present)}
 
     def _wait_for_buffer(self, size: int) -> None:
         """Block (cond held) until the buffer has room, up to max_block_ms."""
