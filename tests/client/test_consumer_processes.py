@@ -7,130 +7,26 @@ object; processes meet only through the data directory.
 from __future__ import annotations
 
 import json
-import os
 import random
-import selectors
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import pytest
+import childproc  # tests/childproc.py
 
 import strom
 from strom import TopicPartition
 
 HERE = Path(__file__).resolve().parent
 CHILD_SCRIPT = HERE / "consumer_child.py"
-SRC = HERE.parents[1] / "src"
-#: A child that prints nothing for this long is hung: fail.
-CHILD_TIMEOUT_S = 60.0
+CHILD_TIMEOUT_S = childproc.CHILD_TIMEOUT_S
 #: A poll blocked in another process must return this soon after an append.
 WAKE_S = 2.0
 #: Small segments, so that the producer rolls while the consumer reads.
 TOPIC_CONFIG = {"segment.bytes": 64 * 1024, "retention.ms": -1}
 
 
-def child_env() -> dict[str, str]:
-    """The environment of a child: this checkout's src first on PYTHONPATH."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(SRC)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH")
-                                                      else []))
-    return env
-
-
-class Child:
-    """A consumer_child.py process spoken to by lines on stdin and stdout."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, str(CHILD_SCRIPT), *args], bufsize=0,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=child_env())
-        self.selector = selectors.DefaultSelector()
-        self.selector.register(self.proc.stdout, selectors.EVENT_READ)
-        self.pending = b""
-
-    def line(self, timeout: float = CHILD_TIMEOUT_S) -> str:
-        """The next line the child prints (fails on timeout or exit)."""
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self.pending:
-            left = deadline - time.monotonic()
-            if left <= 0 or not self.selector.select(left):
-                self.fail(f"printed nothing for {timeout} s")
-            chunk = os.read(self.proc.stdout.fileno(), 1 << 16)
-            if not chunk:
-                self.fail("exited early")
-            self.pending += chunk
-        line, self.pending = self.pending.split(b"\n", 1)
-        return line.decode()
-
-    def send(self, text: str) -> None:
-        self.proc.stdin.write(text.encode() + b"\n")
-        self.proc.stdin.flush()
-
-    def finish(self) -> str:
-        """Wait for the child's ``done`` line and its exit; returns the text after ``done``."""
-        line = self.line()
-        try:
-            _out, err = self.proc.communicate(timeout=CHILD_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise
-        if self.proc.returncode != 0 or not line.startswith("done"):
-            self.fail(f"printed {line[:200]!r}", err)
-        return line[len("done "):]
-
-    def fail(self, what: str, err: bytes | None = None) -> None:
-        if err is None:
-            self.proc.kill()
-            _out, err = self.proc.communicate()
-        pytest.fail(f"child {self.proc.args[2:]} {what} (status {self.proc.returncode}):\n"
-                    + err.decode(errors="replace"))
-
-    def all_threads_asleep(self) -> bool:
-        """True when every thread of the child is blocked (state S); True where /proc is missing."""
-        task_dir = f"/proc/{self.proc.pid}/task"
-        try:
-            tasks = os.listdir(task_dir)
-        except OSError:
-            return True
-        for task in tasks:
-            try:
-                with open(f"{task_dir}/{task}/stat") as f:
-                    state = f.read().rsplit(")", 1)[1].split()[0]
-            except (OSError, IndexError):
-                continue  # the thread ended meanwhile
-            if state != "S":
-                return False
-        return True
-
-    def wait_until_blocked(self) -> None:
-        deadline = time.monotonic() + CHILD_TIMEOUT_S
-        while not self.all_threads_asleep():
-            if time.monotonic() > deadline:
-                self.fail("never blocked")
-            time.sleep(0.001)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.communicate()
-        self.selector.close()
-
-
-@pytest.fixture
-def children():
-    started: list[Child] = []
-
-    def start(*args: str) -> Child:
-        c = Child(*args)
-        started.append(c)
-        return c
-
-    yield start
-    for c in started:
-        c.kill()
+children = childproc.children_fixture(CHILD_SCRIPT)
 
 
 def log_contents(path: str, topic: str) -> dict[int, list[list]]:

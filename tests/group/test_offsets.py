@@ -16,15 +16,12 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import json
-import os
-import selectors
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import msgpack
+import childproc  # tests/childproc.py
 import pytest
 
 import strom
@@ -35,8 +32,7 @@ from strom.storage import MemoryFileSystem
 
 HERE = Path(__file__).resolve().parent
 CHILD_SCRIPT = HERE / "offsets_child.py"
-SRC = HERE.parents[1] / "src"
-CHILD_TIMEOUT_S = 60.0
+CHILD_TIMEOUT_S = childproc.CHILD_TIMEOUT_S
 CORRUPT = (CorruptMetadataError, CorruptRecordError)
 
 T0, T1, T2 = (TopicPartition("t", i) for i in range(3))
@@ -267,61 +263,7 @@ def test_threads_commit_through_one_store(log):
     assert len(batches(log)) == 4 * n
 
 
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(SRC)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH")
-                                                      else []))
-    return env
-
-
-class Child:
-    """An offsets_child.py process spoken to by lines on stdin and stdout."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, str(CHILD_SCRIPT), *map(str, args)],
-                                     bufsize=0, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=child_env())
-
-    def line(self) -> str:
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.proc.stdout, selectors.EVENT_READ)
-            if not sel.select(CHILD_TIMEOUT_S):
-                self.proc.kill()
-                pytest.fail(f"child {self.proc.args[2:]} printed nothing for {CHILD_TIMEOUT_S} s")
-        line = self.proc.stdout.readline()
-        if not line:
-            _out, err = self.proc.communicate()
-            pytest.fail(f"child {self.proc.args[2:]} exited early:\n{err.decode(errors='replace')}")
-        return line.decode().rstrip("\n")
-
-    def send(self, text: str) -> None:
-        self.proc.stdin.write(text.encode() + b"\n")
-        self.proc.stdin.flush()
-
-    def finish(self) -> str:
-        line = self.line()
-        _out, err = self.proc.communicate(timeout=CHILD_TIMEOUT_S)
-        assert self.proc.returncode == 0 and line.startswith("done"), err.decode(errors="replace")
-        return line[len("done "):]
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.communicate()
-
-
-@pytest.fixture
-def children():
-    started: list[Child] = []
-
-    def start(*args) -> Child:
-        c = Child(*args)
-        started.append(c)
-        return c
-
-    yield start
-    for c in started:
-        c.kill()
+children = childproc.children_fixture(CHILD_SCRIPT)
 
 
 def test_commits_by_another_process_are_seen(tmp_path, children):

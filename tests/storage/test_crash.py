@@ -48,7 +48,7 @@ import time
 from pathlib import Path
 
 import msgpack
-import childproc  # tests/storage/childproc.py (pytest puts this folder on sys.path)
+import childproc  # tests/childproc.py (tests/conftest.py puts that folder on sys.path)
 import pytest
 
 import strom

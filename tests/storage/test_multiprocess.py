@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import json
 import random
-import selectors
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import childproc  # tests/storage/childproc.py (pytest puts this folder on sys.path)
+import childproc  # tests/childproc.py (tests/conftest.py puts that folder on sys.path)
 import pytest
 
 import strom
@@ -35,72 +32,8 @@ child = childproc.load_module(CHILD_SCRIPT, "strom_tests_multiprocess_child")
 
 
 
-class Child:
-    """A multiprocess_child.py process spoken to by lines on stdin and stdout."""
-
-    def __init__(self, *args: str, script: Path = CHILD_SCRIPT) -> None:
-        self.proc = subprocess.Popen([sys.executable, str(script), *args], bufsize=0,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=childproc.child_env())
-
-    def line(self, timeout: float = CHILD_TIMEOUT_S) -> str:
-        """The next line the child prints (fails on timeout or exit)."""
-        with selectors.DefaultSelector() as sel:
-            sel.register(self.proc.stdout, selectors.EVENT_READ)
-            if not sel.select(timeout):
-                self.proc.kill()
-                pytest.fail(f"child {self.proc.args[2:]} printed nothing for {timeout} s")
-        line = self.proc.stdout.readline()
-        if not line:
-            self.fail("exited early")
-        return line.decode().rstrip("\n")
-
-    def send(self, text: str) -> None:
-        self.proc.stdin.write(text.encode() + b"\n")
-        self.proc.stdin.flush()
-
-    def ask(self, command: str):
-        """Send one command to a ``topics`` child and return its JSON answer."""
-        self.send(command)
-        return json.loads(self.line())
-
-    def finish(self) -> str:
-        """Wait for the child's ``done ...`` line and its exit; returns the text after ``done``."""
-        line = self.line()
-        try:
-            _out, err = self.proc.communicate(timeout=CHILD_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise
-        if self.proc.returncode != 0 or not line.startswith("done "):
-            self.fail(f"printed {line[:200]!r}", err)
-        return line[len("done "):]
-
-    def fail(self, what: str, err: bytes | None = None) -> None:
-        if err is None:
-            self.proc.kill()
-            _out, err = self.proc.communicate()
-        pytest.fail(f"child {self.proc.args[2:]} {what} (status {self.proc.returncode}):\n"
-                    + err.decode(errors="replace"))
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.communicate()
-
-
-@pytest.fixture
-def children():
-    started: list[Child] = []
-
-    def start(*args: str, script: Path = CHILD_SCRIPT) -> Child:
-        c = Child(*args, script=script)
-        started.append(c)
-        return c
-
-    yield start
-    for c in started:
-        c.kill()
+children = childproc.children_fixture(CHILD_SCRIPT)
+Child = childproc.Child
 
 
 def read_all(p: strom.Partition) -> list[tuple]:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import textwrap
 
-import childproc  # tests/storage/childproc.py
+import childproc  # tests/childproc.py
 import pytest
 
 import strom
