@@ -123,6 +123,7 @@ TARGETS = {  # DESIGN.md, Performance
     "send 1": 2_000_000,
     "send all": 1_000_000,
     "batch 1": 5_000_000,
+    "batch keyless": 5_000_000,
     "iter": 2_500_000,
     "columns": 8_000_000,
 }
@@ -234,9 +235,9 @@ def find_bench_send(base: str) -> tuple[Callable[..., float], str]:
     return bench, "bench_send of benchmarks/producer_send.py"
 
 
-def batch_produce(directory: str, vbatches: list[list[bytes]], kbatches: list[list[bytes]],
+def batch_produce(directory: str, vbatches: list[list[bytes]], kbatches: list[list[bytes]] | None,
                   acks: int | str, n: int) -> float:
-    """Records/s of send_batch() calls of RECORDS_PER_CALL keyed records into a fresh log."""
+    """Records/s of send_batch() calls of RECORDS_PER_CALL records (keyed unless ``kbatches`` is None)."""
     log = strom.open(directory)
     try:
         log.create_topic(TOPIC, partitions=PARTITIONS)
@@ -246,8 +247,8 @@ def batch_produce(directory: str, vbatches: list[list[bytes]], kbatches: list[li
             send_batch = producer.send_batch
             topic = TOPIC
             t = time.perf_counter()
-            for values, keys in zip(vbatches, kbatches):
-                send_batch(topic, values, keys)
+            for i, values in enumerate(vbatches):
+                send_batch(topic, values, None if kbatches is None else kbatches[i])
             producer.flush()
             dt = time.perf_counter() - t
         finally:
@@ -352,6 +353,10 @@ def run_throughput(base: str, n: int, rounds: int, bench_send: Callable[..., flo
                     note("columns", consume_columns(d, n))
                 logs.remove()
                 gc.collect()
+            d = logs.path()  # keyless: no key to hash, one sticky partition per call
+            note("batch keyless", batch_produce(d, vb, None, 1, n))
+            logs.remove()
+            gc.collect()
             path = os.path.join(base, "floor")
             note("floor write", n / storage_bench.floor_write(path, values, keys))
             note("floor read", n / storage_bench.floor_read(path, n))
@@ -626,6 +631,7 @@ def throughput_table(res: dict, send_impl: str) -> tuple[Table, list[str]]:
     rows = [(f"send() {acks_label(a)}, future kept, flush", f"send {a}", w_floor) for a in ACKS]
     rows += [(f"send_batch() {acks_label(a)}, {RECORDS_PER_CALL:,} a call", f"batch {a}", w_floor)
              for a in ACKS]
+    rows += [(f"send_batch() acks=1, keyless, {RECORDS_PER_CALL:,} a call", "batch keyless", w_floor)]
     rows += [("consumer iteration, counting", "iter", r_floor),
              ("poll_columns(), counting len(values)", "columns", r_floor)]
     for label, name, floor in rows:
@@ -642,7 +648,8 @@ def throughput_table(res: dict, send_impl: str) -> tuple[Table, list[str]]:
         (f"send(): {send_impl}. One thread, keyed, the future of every record kept in a list; the clock "
          "stops when flush() returns (acks=\"all\": fsync'd)."),
         (f"send_batch(): keyed, each key's partition; {RECORDS_PER_CALL:,} records a call. The DESIGN.md "
-         "target (>= 5M/s) is checked on acks=1, as storage.py checks append."),
+         "target (>= 5M/s) is checked on acks=1, as storage.py checks append. The keyless row sends the "
+         "same values without keys (one sticky partition per call)."),
         ("Consumers read the acks=1 send_batch() log, reopened (page cache warm), from the earliest offset, "
          "without a group; iteration stops at the n-th record, so the idle timeout is not timed."),
         ("Floors write and read a plain file in the same directory in the same round (benchmarks/storage.py); "
