@@ -175,64 +175,14 @@ class FreshLogs:
 
 # -- throughput ------------------------------------------------------------------
 
-def send_loop(log_factory: Callable[[], strom.Log], n: int, acks: int | str, keyed: bool,
-              keep_futures: bool) -> float:
-    """Records/s of ``n`` keyed send() calls, every future kept, plus the closing flush().
-
-    The stand-in for producer_send.bench_send (same signature, same
-    definition) when that file is missing or fails; only keyed, kept.
-    """
-    if not (keyed and keep_futures):
-        raise ValueError("only keyed sends with futures kept are measured here")
-    keys, values = records(n)
-    log = log_factory()
-    try:
-        log.create_topic(TOPIC, partitions=PARTITIONS)
-        producer = strom.Producer(log, acks=acks)
-        try:
-            producer.partitions_for(TOPIC)  # the topic lookup, before the clock starts
-            send = producer.send
-            topic = TOPIC
-            futures: list[strom.FutureRecordMetadata] = []
-            keep = futures.append
-            t = time.perf_counter()
-            for k, v in zip(keys, values):
-                keep(send(topic, v, key=k))
-            producer.flush()
-            dt = time.perf_counter() - t
-            if futures[-1].get(0).offset < 0:
-                raise RuntimeError("the last future has no offset")
-            del futures
-        finally:
-            producer.close()
-        ends = sum(log.partition(TOPIC, p).log_end_offset for p in range(PARTITIONS))
-        if ends != n:
-            raise RuntimeError(f"the log holds {ends} records, expected {n}")
-    finally:
-        log.close()
-    return n / dt
-
-
-def find_bench_send(base: str) -> tuple[Callable[..., float], str]:
-    """producer_send.bench_send if it imports, matches this run's record shape and works; else send_loop."""
-    try:
-        import producer_send
-        bench = producer_send.bench_send
-        shape = (producer_send.PARTITIONS, producer_send.KEY_BYTES, producer_send.VALUE_BYTES)
-        if shape != (PARTITIONS, KEY_BYTES, VALUE_BYTES):
-            raise ValueError(f"it measures (partitions, key, value bytes) = {shape}")
-        logs = FreshLogs(os.path.join(base, "check"))
-        try:
-            for acks in ACKS:
-                rate = bench(logs, 2_000, acks, True, True)
-                if not rate > 0:
-                    raise ValueError(f"it returned {rate!r}")
-        finally:
-            logs.remove()
-    except (ImportError, AttributeError, TypeError, ValueError, RuntimeError, OSError,
-            strom.StromError) as exc:  # broken or mid-edit: measure with our own loop instead
-        return send_loop, f"this file's own loop (producer_send.bench_send unusable: {exc!r:.120})"
-    return bench, "bench_send of benchmarks/producer_send.py"
+def find_bench_send() -> tuple[Callable[..., float], str]:
+    """producer_send.bench_send (the one definition of the send() loop), checked against this run's shape."""
+    import producer_send  # benchmarks/producer_send.py, beside this file
+    shape = (producer_send.PARTITIONS, producer_send.KEY_BYTES, producer_send.VALUE_BYTES)
+    if shape != (PARTITIONS, KEY_BYTES, VALUE_BYTES):
+        raise SystemExit(f"producer_send measures (partitions, key, value bytes) = {shape}, "
+                         f"this run {(PARTITIONS, KEY_BYTES, VALUE_BYTES)}")
+    return producer_send.bench_send, "bench_send of benchmarks/producer_send.py"
 
 
 def batch_produce(directory: str, vbatches: list[list[bytes]], kbatches: list[list[bytes]] | None,
@@ -326,7 +276,7 @@ def run_throughput(base: str, n: int, rounds: int, bench_send: Callable[..., flo
     vb = storage_bench.batches_of(values, RECORDS_PER_CALL)
     kb = storage_bench.batches_of(keys, RECORDS_PER_CALL)
     prepare = getattr(sys.modules.get("producer_send"), "make_records", None)
-    if bench_send is not send_loop and prepare is not None:
+    if prepare is not None:
         prepare(n)  # its input, made now so that it is frozen below with ours
     # The harness's input stays out of the cyclic collector's walks (as in
     # storage.py); strom's objects, and the floors', are collected as usual.
@@ -757,7 +707,7 @@ def main() -> None:
     base = tempfile.mkdtemp(prefix="strom-bench-", dir=args.dir)
     fs_kind = storage_bench.fs_type(os.path.realpath(base))
     try:
-        bench_send, send_impl = find_bench_send(base)
+        bench_send, send_impl = find_bench_send()
         res1 = run_throughput(base, n, rounds, bench_send)
         res2 = run_latency(base, rounds, seconds, warmup)
     finally:

@@ -83,10 +83,17 @@ def test_all_names_exist_and_are_documented() -> None:
             assert inspect.getdoc(obj), f"strom.{name} has no docstring"
 
 
-def test_public_methods_have_docstrings() -> None:
+def _public_modules() -> list:
+    import strom.compat
+    from strom.compat import admin, bootstrap, consumer, errors, producer, structs
+    return [strom, strom.compat, admin, bootstrap, consumer, errors, producer, structs]
+
+
+@pytest.mark.parametrize("module", _public_modules(), ids=lambda m: m.__name__)
+def test_public_methods_have_docstrings(module) -> None:
     missing = []
-    for name in strom.__all__:
-        obj = getattr(strom, name)
+    for name in module.__all__:
+        obj = getattr(module, name)
         if not inspect.isclass(obj) or issubclass(obj, BaseException):
             continue
         for attr, member in vars(obj).items():
@@ -95,7 +102,7 @@ def test_public_methods_have_docstrings() -> None:
             if inspect.isfunction(member) or isinstance(member, property):
                 doc = member.__doc__ if isinstance(member, property) else inspect.getdoc(member)
                 if not doc:
-                    missing.append(f"strom.{name}.{attr}")
+                    missing.append(f"{module.__name__}.{name}.{attr}")
     assert not missing, f"public names without a docstring: {missing}"
 
 

@@ -3,7 +3,6 @@ and the quickstart runs."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import pathlib
 import re
@@ -44,8 +43,6 @@ def test_getting_started_has_examples():
 @pytest.mark.parametrize("index", range(len(GUIDE_BLOCKS)))
 def test_getting_started_example_runs(index, tmp_path, monkeypatch):
     block = GUIDE_BLOCKS[index]
-    if "strom.compat" in block and importlib.util.find_spec("strom.compat") is None:
-        pytest.skip("strom.compat is not there yet")
     monkeypatch.chdir(tmp_path)
     # A block that starts another Python process needs strom importable there too.
     path = os.environ.get("PYTHONPATH")

@@ -27,23 +27,6 @@ def test_all_names_exist_and_are_documented(module):
             assert inspect.getdoc(obj), f"{module.__name__}.{name} has no docstring"
 
 
-@pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__)
-def test_public_methods_have_docstrings(module):
-    missing = []
-    for name in module.__all__:
-        obj = getattr(module, name)
-        if not inspect.isclass(obj) or issubclass(obj, BaseException):
-            continue
-        for attr, member in vars(obj).items():
-            if attr.startswith("_"):
-                continue
-            if inspect.isfunction(member) or isinstance(member, property):
-                doc = member.__doc__ if isinstance(member, property) else inspect.getdoc(member)
-                if not doc:
-                    missing.append(f"{module.__name__}.{name}.{attr}")
-    assert not missing, missing
-
-
 def test_the_drop_in_names():
     namespace = {name: getattr(strom.compat, name) for name in strom.compat.__all__}  # import *
     for name in KAFKA_NAMES:
