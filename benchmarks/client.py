@@ -13,9 +13,9 @@ key's partition (the default partitioner).
 
 * send(): ``Producer.send(topic, value, key=key)`` per record from one
   thread, the future of every record kept in a list, ``flush()`` inside the
-  timed region.  Measured by ``bench_send`` of benchmarks/producer_send.py
-  when that file is there and works, else by this file's own loop with the
-  same definition (the header says which ran).
+  timed region.  Measured by ``bench_send`` of benchmarks/producer_send.py,
+  the one definition of that loop (which also measures keyless and
+  dropped-future sends).
 * batch produce: ``Producer.send_batch(topic, values, keys)``,
   RECORDS_PER_CALL records a call.
 * consumer iteration: ``for record in consumer`` over the records of the
