@@ -1468,6 +1468,27 @@ def test_a_deserializer_object_is_used(log, consumers):
     assert [(r.key, r.value) for r in records] == [(b"K", b"ABC"), (b"K", None)]
 
 
+def test_a_deserializer_object_gets_the_topic_and_the_headers(log, consumers):
+    """kafka-python 3.x calls ``deserialize(topic, headers, data)``: a schema may depend on them."""
+    seen = []
+
+    class Recorder:
+        def deserialize(self, topic, headers, data):
+            seen.append((topic, headers, data))
+            return data
+
+    log.partition("t", 0).append([b"a", b"b", b"c"], headers=[[("h", b"1")], None, [("x", b"")]],
+                                 acks=1)
+    c = consumers(log, "t", auto_offset_reset="earliest", value_deserializer=Recorder())
+    assert [r.value for r in drain(c)[TP0]] == [b"a", b"b", b"c"]
+    assert seen == [("t", [("h", b"1")], b"a"), ("t", [], b"b"), ("t", [("x", b"")], b"c")]
+    seen.clear()
+    c.seek_to_beginning()
+    cols = c.poll_columns(timeout_ms=TIMEOUT_MS)[TP0]
+    assert cols.values == [b"a", b"b", b"c"]
+    assert seen == [("t", [("h", b"1")], b"a"), ("t", [], b"b"), ("t", [("x", b"")], b"c")]
+
+
 def strict_int(data):
     if not data.isdigit():
         raise ValueError(f"not a number: {data!r}")

@@ -169,27 +169,50 @@ def _header_sizes(headers: list[Any] | None, n: int) -> Any:
     return [-1 if not h else sum(len(k.encode()) + len(v or b"") for k, v in h) for h in headers]
 
 
-def _deserializer(name: str, value: Any) -> Callable[..., Any] | None:
+class _ObjectDeserializer:
+    """A kafka-python 3.x Deserializer: called as ``deserialize(topic, headers, data)``."""
+
+    __slots__ = ("deserialize",)
+
+    def __init__(self, deserialize: Callable[[str, Any, bytes], Any]) -> None:
+        self.deserialize = deserialize
+
+
+def _deserializer(name: str, value: Any) -> Callable[..., Any] | _ObjectDeserializer | None:
     if value is None:
         return None
     deserialize = getattr(value, "deserialize", None)
     if deserialize is not None and callable(deserialize):  # kafka-python 3.x Deserializer
-        return lambda data, _d=deserialize: _d(None, None, data)
+        return _ObjectDeserializer(deserialize)
     if not callable(value):
         raise InvalidConfigError(f"{name} must be callable, not {type(value).__name__}")
     return value
 
 
-def _deserialize(fn: Callable[[bytes], Any], column: Sequence[Any], tp: TopicPartition,
-                 offsets: Sequence[int], what: str) -> list[Any]:
-    """``fn`` over a column, None left as None; a failure names the record's offset."""
+def _deserialize(fn: Any, column: Sequence[Any], tp: TopicPartition, offsets: Sequence[int],
+                 what: str, headers: Sequence[Any] | None = None) -> list[Any]:
+    """``fn`` over a column, None left as None; a failure names the record's offset.
+
+    A 3.x Deserializer object gets the topic and each record's headers too.
+    """
+    if type(fn) is _ObjectDeserializer:
+        deserialize, topic = fn.deserialize, tp.topic
+
+        def one(x: bytes, h: Any) -> Any:
+            return deserialize(topic, [tuple(p) for p in h] if h else [], x)
+    else:
+        def one(x: bytes, h: Any) -> Any:
+            return fn(x)
     try:
-        return [None if x is None else fn(x) for x in column]
+        if type(fn) is not _ObjectDeserializer:  # the common case: one call per record, no zip
+            return [None if x is None else fn(x) for x in column]
+        return [None if x is None else one(x, h)
+                for x, h in zip(column, headers if headers is not None else repeat(None))]
     except Exception as exc:
-        for offset, x in zip(offsets, column):
+        for offset, x, h in zip(offsets, column, headers if headers is not None else repeat(None)):
             if x is not None:
                 try:
-                    fn(x)
+                    one(x, h)
                 except Exception:
                     break
         else:
@@ -805,9 +828,9 @@ class Consumer:
             if keys is None:
                 keys = repeat(None, n)
             elif kd is not None:
-                keys = _deserialize(kd, keys, tp, offsets, "key")
+                keys = _deserialize(kd, keys, tp, offsets, "key", headers)
             if vd is not None:
-                values = _deserialize(vd, values, tp, offsets, "value")
+                values = _deserialize(vd, values, tp, offsets, "value", headers)
             ts_type = LOG_APPEND_TIME if batch.log_append_time else 0
             out.extend(map(_tuple_new, repeat(ConsumerRecord, n), zip(
                 repeat(topic, n), repeat(partition, n), repeat(0, n), offsets, timestamps,
@@ -1015,7 +1038,7 @@ class Consumer:
             headers = headers[:limit] if headers is not None else None
         while values:
             try:
-                keys, values = self._deserialize_columns(st.tp, offsets, keys, values)
+                keys, values = self._deserialize_columns(st.tp, offsets, keys, values, headers)
                 break
             except RecordDeserializationError as exc:
                 if exc.offset <= offsets[0]:
@@ -1043,12 +1066,12 @@ class Consumer:
         return RecordColumns(offsets, timestamps, keys, values, headers, ts_type)
 
     def _deserialize_columns(self, tp: TopicPartition, offsets: Sequence[int], keys: Any,
-                             values: list[Any]) -> tuple[Any, list[Any]]:
+                             values: list[Any], headers: Any) -> tuple[Any, list[Any]]:
         kd, vd = self._key_deserializer, self._value_deserializer
         if kd is not None and keys is not None:
-            keys = _deserialize(kd, keys, tp, offsets, "key")
+            keys = _deserialize(kd, keys, tp, offsets, "key", headers)
         if vd is not None:
-            values = _deserialize(vd, values, tp, offsets, "value")
+            values = _deserialize(vd, values, tp, offsets, "value", headers)
         return keys, values
 
     # -- iteration ----------------------------------------------------------------
