@@ -316,6 +316,24 @@ def test_kafka_python_3_serializer_objects(log, producers):
     assert kv(log, "t", 0) == [(b"KEY", b"VALUE")]
 
 
+def test_serializer_objects_get_the_topic_and_the_headers(log, producers):
+    """kafka-python 3.x calls ``serialize(topic, headers, data)``: a schema may depend on them."""
+    seen = []
+
+    class Recorder:
+        def serialize(self, topic, headers, data):
+            seen.append((topic, headers, data))
+            return data.encode()
+
+    p = producers(log, key_serializer=Recorder(), value_serializer=Recorder())
+    p.send("t", "v", key="k", headers=[("h", b"1")], partition=0).get(timeout=TIMEOUT)
+    p.send("t", "w", partition=0).get(timeout=TIMEOUT)
+    assert seen == [("t", [("h", b"1")], "k"), ("t", [("h", b"1")], "v"), ("t", [], "w")]
+    seen.clear()
+    p.send_batch("t", ["x"], keys=["y"], partition=1)
+    assert seen == [("t", [], "x"), ("t", [], "y")]
+
+
 def test_no_key_and_no_value(log, producers):
     p = producers(log)
     with pytest.raises(InvalidRecordError):

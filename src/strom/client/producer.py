@@ -61,6 +61,7 @@ import threading
 import time
 import weakref
 from collections import deque
+from functools import partial
 from typing import Any, Callable, Sequence
 
 from xxhash import xxh3_64_intdigest
@@ -371,6 +372,9 @@ class Producer:
         self._compression = "zstd" if compression == "zstd" else None
         self._key_serializer = self._serializer("key_serializer", config["key_serializer"])
         self._value_serializer = self._serializer("value_serializer", config["value_serializer"])
+        # kafka-python 3.x Serializer objects: serialize(topic, headers, data).
+        self._key_serialize3 = self._serialize3(config["key_serializer"])
+        self._value_serialize3 = self._serialize3(config["value_serializer"])
         self._partitioner = resolve_partitioner(config["partitioner"])
         self._keyless_sticky = isinstance(self._partitioner, HashPartitioner)
         # The default partitioner inlined on the hot path (same result, a call less).
@@ -406,6 +410,11 @@ class Producer:
         self._sender = threading.Thread(target=self._run, name="strom-producer-sender", daemon=True)
         self._sender.start()
         _LIVE.add(self)
+
+    @staticmethod
+    def _serialize3(value: Any) -> Callable[[str, Any, Any], Any] | None:
+        serialize = getattr(value, "serialize", None)
+        return serialize if serialize is not None and callable(serialize) else None
 
     @staticmethod
     def _serializer(name: str, value: Any) -> Callable[..., Any] | None:
@@ -508,9 +517,11 @@ class Producer:
         if key is None and value is None:
             raise InvalidRecordError("a record needs a key or a value")
         if key is not None and self._key_serializer is not None:
-            key = self._key_serializer(key)
+            key = (self._key_serializer(key) if self._key_serialize3 is None
+                   else self._key_serialize3(topic, list(headers or ()), key))
         if value is not None and self._value_serializer is not None:
-            value = self._value_serializer(value)
+            value = (self._value_serializer(value) if self._value_serialize3 is None
+                     else self._value_serialize3(topic, list(headers or ()), value))
         size = 0
         if value is not None:
             if value.__class__ is not bytes and not isinstance(value, _BYTES_LIKE):
@@ -660,9 +671,13 @@ class Producer:
             raise InvalidRecordError(f"{len(keys)} keys for {len(values)} values")
         if self._value_serializer is not None:
             ser = self._value_serializer
+            if self._value_serialize3 is not None:
+                ser = partial(self._value_serialize3, topic, [])
             values = [None if v is None else ser(v) for v in values]
         if keys is not None and self._key_serializer is not None:
             kser = self._key_serializer
+            if self._key_serialize3 is not None:
+                kser = partial(self._key_serialize3, topic, [])
             keys = [None if k is None else kser(k) for k in keys]
         state = self._topics.get(topic) or self._topic_state(topic)
         ts = self._clock.time_ms() if timestamp_ms is None else timestamp_ms
