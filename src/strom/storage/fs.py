@@ -145,6 +145,15 @@ class FileLock:
         """The first ``n`` bytes of the lock file (may be shorter or stale)."""
         return os.pread(self.fd, n, 0)
 
+    def is_current(self) -> bool:
+        """True while ``path`` still names the file this lock is on (not unlinked or replaced)."""
+        try:
+            now = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(self.fd)
+        return (mine.st_dev, mine.st_ino) == (now.st_dev, now.st_ino)
+
     def write_hint(self, data: bytes) -> None:
         """Overwrite the start of the lock file (only while holding the lock)."""
         os.pwrite(self.fd, data, 0)

@@ -222,6 +222,13 @@ class MemoryFileLock(FileLock):
             state.holder = self
             return True
 
+    def is_current(self) -> bool:
+        """True while ``path`` still names the file this lock is on (not unlinked or replaced)."""
+        try:
+            return self._fs._lookup(self.path) is self._open_node()
+        except FileNotFoundError:
+            return False
+
     def release(self) -> None:
         """Release the lock (nothing happens if this object does not hold it)."""
         state = self._open_node().lock_state
