@@ -226,7 +226,7 @@ class _PartitionState:
     """One assigned partition: its position and the records fetched but not handed out."""
 
     __slots__ = ("tp", "partition", "position", "buffer", "index", "buffer_end", "paused",
-                 "reset", "consumed", "committed")
+                 "reset", "committed")
 
     def __init__(self, tp: TopicPartition, partition: Partition) -> None:
         self.tp = tp
@@ -237,7 +237,6 @@ class _PartitionState:
         self.buffer_end = 0  # the offset after the buffer's last batch
         self.paused = False
         self.reset: str | None = None  # a reset policy forced by seek_to_beginning/end
-        self.consumed = 0
         self.committed: int | None = None  # last position committed by auto-commit
 
     def clear(self) -> None:
@@ -891,11 +890,10 @@ class Consumer:
         if deadline is not None and now >= deadline:
             return False
         left = self._wait_slice_s if deadline is None else min(deadline - now, self._wait_slice_s)
-        if self._metadata_due != float("inf"):
-            left = _METADATA_REFRESH_S if left is None else min(left, _METADATA_REFRESH_S)
-        if self._auto_commit:
-            to_commit = max(0.0, self._next_auto_commit - now)
-            left = to_commit if left is None else min(left, to_commit)
+        if self._metadata_due != float("inf"):  # looking for topics: look again soon
+            left = min(left, _METADATA_REFRESH_S)
+        if self._auto_commit:  # wake when the next auto-commit is due
+            left = min(left, max(0.0, self._next_auto_commit - now))
         self._waiter.wait(seen, left)
         return True
 
