@@ -316,6 +316,24 @@ def test_kafka_python_3_serializer_objects(log, producers):
     assert kv(log, "t", 0) == [(b"KEY", b"VALUE")]
 
 
+def test_log_append_time_topics_report_the_time_the_log_stamped(log, producers, clock):
+    """On a LogAppendTime topic the metadata's timestamp is the log's, as a Kafka broker returns."""
+    log.create_topic("stamped", config={"message.timestamp.type": "LogAppendTime"})
+    clock.advance(5_000)
+    p = producers(log)
+    meta = [p.send("stamped", b"v%d" % i, timestamp_ms=1_000 + i).get(timeout=TIMEOUT)
+            for i in range(3)]
+    stored = log.partition("stamped", 0).read_records(0)
+    assert [m.timestamp for m in meta] == [r[1] for r in stored] == [T0 + 5_000] * 3
+    c = strom.Consumer(log, "stamped", auto_offset_reset="earliest")
+    records = c.poll(timeout_ms=TIMEOUT * 1000)[strom.TopicPartition("stamped", 0)]
+    assert {(r.timestamp, r.timestamp_type) for r in records} == {(T0 + 5_000, 1)}
+    c.close()
+    # A CreateTime topic keeps the producer's timestamps.
+    m = p.send("t", b"x", partition=0, timestamp_ms=1_234).get(timeout=TIMEOUT)
+    assert m.timestamp == 1_234 == log.partition("t", 0).read_records(m.offset)[0][1]
+
+
 def test_serializer_objects_get_the_topic_and_the_headers(log, producers):
     """kafka-python 3.x calls ``serialize(topic, headers, data)``: a schema may depend on them."""
     seen = []

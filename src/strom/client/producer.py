@@ -870,10 +870,15 @@ class Producer:
         for (topic, p), group in by_partition.items():
             partition = self._topics[topic].partitions[p]
             written: list[_Batch] = []
+            log_time = partition.config.message_timestamp_type == "LogAppendTime"
             for run in self._runs(group, partition.config.max_message_bytes):
                 try:
+                    now = partition.clock.time_ms() if log_time else None
                     base = partition.append(*self._columns(run), acks=1,
-                                            compression=self._compression)
+                                            compression=self._compression, append_time=now)
+                    if now is not None:  # the metadata tells the time the log stamped
+                        for batch in run:
+                            batch.created_ms, batch.timestamps = now, None
                 except BaseException as exc:  # the batches' futures carry any failure
                     self._fail(run, exc)
                     continue

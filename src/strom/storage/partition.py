@@ -487,7 +487,8 @@ class Partition:
 
     def append(self, values: Sequence[bytes | None], keys: Sequence[bytes | None] | None = None,
                timestamps: int | Sequence[int] | None = None, headers: Sequence[Any] | None = None, *,
-               acks: int | str = "all", compression: str | None = None, atomic: bool = False) -> int:
+               acks: int | str = "all", compression: str | None = None, atomic: bool = False,
+               append_time: int | None = None) -> int:
         """Append records (given as columns) and return the offset of the first one.
 
         ``values`` and ``keys`` are sequences of bytes (or None); ``timestamps``
@@ -498,7 +499,9 @@ class Partition:
         or 1 return once the OS has the bytes (survives kill -9), "all" once
         they are fsync'd (survives power loss).  ``atomic=True`` refuses
         (RecordTooLargeError) records that would need more than one batch, so
-        that a crash keeps all of them or none.
+        that a crash keeps all of them or none.  On a LogAppendTime topic the
+        records are stamped with ``append_time`` if given (a reading of this
+        partition's clock), else with the clock now.
         """
         durable = _check_acks(acks)
         self._check_usable()
@@ -506,7 +509,9 @@ class Partition:
             raise InvalidRecordError("append needs at least one record")
         config = self.config
         log_append_time = config.message_timestamp_type == "LogAppendTime"
-        if timestamps is None or log_append_time:
+        if log_append_time:  # the log's time; a caller may read the clock first to know it
+            timestamps = self.clock.time_ms() if append_time is None else append_time
+        elif timestamps is None:
             timestamps = self.clock.time_ms()
         if config.compression_type == "zstd":
             codec = COMPRESSION_ZSTD
