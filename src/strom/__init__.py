@@ -15,13 +15,8 @@ A data directory is a log, the way an SQLite file is a database::
 from .clock import Clock, ManualClock, SystemClock
 from .codec.batch import RecordBatch
 from .config import TopicConfig, validate_topic_name
-from .errors import (CommitFailedError, CorruptionError, CorruptMetadataError, CorruptRecordError,
-                     IllegalArgumentError, IllegalStateError, InvalidConfigError, InvalidRecordError,
-                     InvalidTopicError, LogClosedError, NoOffsetForPartitionError,
-                     OffsetOutOfRangeError, PartitionFailedError, RecordDeserializationError,
-                     RecordTooLargeError, StorageError,
-                     StromError, StromTimeoutError, TopicExistsError, UnknownTopicError,
-                     UnknownTopicOrPartitionError, UnsupportedError)
+from . import errors
+from .errors import *  # noqa: F403 - every error class, as errors.__all__ lists them
 from .records import (ConsumerRecord, OffsetAndMetadata, OffsetAndTimestamp, PartitionInfo,
                       RecordMetadata, TopicDescription, TopicInfo, TopicPartition)
 from .storage import Log, Partition, RecoveryResult, Topic
@@ -56,27 +51,6 @@ __all__ = [
     "Clock",
     "SystemClock",
     "ManualClock",
-    "StromError",
-    "InvalidTopicError",
-    "InvalidConfigError",
-    "InvalidRecordError",
-    "RecordTooLargeError",
-    "TopicExistsError",
-    "UnknownTopicError",
-    "UnknownTopicOrPartitionError",
-    "OffsetOutOfRangeError",
-    "LogClosedError",
-    "IllegalStateError",
-    "IllegalArgumentError",
-    "NoOffsetForPartitionError",
-    "CommitFailedError",
-    "RecordDeserializationError",
-    "UnsupportedError",
-    "StromTimeoutError",
-    "CorruptionError",
-    "CorruptRecordError",
-    "CorruptMetadataError",
-    "StorageError",
-    "PartitionFailedError",
+    *errors.__all__,
     "__version__",
 ]

@@ -1026,6 +1026,16 @@ def test_metrics(log, producers):
 # -- threads ------------------------------------------------------------------------------------
 
 
+def run_threads(worker, n_threads, errors):
+    """Run ``worker(t)`` for t in range(n_threads) at once; no worker may have failed."""
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(n_threads)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert not errors
+
+
 def test_many_threads_share_one_producer(log, producers):
     p = producers(log, acks=1)
     n_threads, per_thread = 8, 5000
@@ -1041,12 +1051,7 @@ def test_many_threads_share_one_producer(log, producers):
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker, args=(t,)) for t in range(n_threads)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(60)
-    assert not errors
+    run_threads(worker, n_threads, errors)
     p.flush(timeout=30)
     seen = set()
     xx = XxhashPartitioner()
@@ -1270,12 +1275,7 @@ def _run_fast_path_threads(lg, p, n_threads, per_thread):
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker, args=(t,)) for t in range(n_threads)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(60)
-    assert not errors
+    run_threads(worker, n_threads, errors)
     p.flush(timeout=30)
     logged = {part: {r[0]: r for r in all_records(lg, "t", part)} for part in range(3)}
     assert sum(len(v) for v in logged.values()) == n_threads * per_thread

@@ -854,25 +854,37 @@ class Consumer:
 
     def _fetch(self, limit: int) -> dict[TopicPartition, list[ConsumerRecord]]:
         """Records from the assigned, unpaused partitions, in turn, up to ``limit`` in all."""
-        out: dict[TopicPartition, list[ConsumerRecord]] = {}
+        return self._in_turn(self._take, limit, len)
+
+    def _in_turn(self, take: Callable[[_PartitionState, Any], Any], limit: int | None,
+                 size: Callable[[Any], int]) -> dict[TopicPartition, Any]:
+        """``take(state, records left)`` from each fetchable partition in turn, until ``limit``.
+
+        The next call starts after the last partition that gave records, so a
+        busy partition does not starve the others.  A partition that fails
+        after others gave records ends the round: their records are handed
+        out, and the error is raised at the next poll.
+        """
+        out: dict[TopicPartition, Any] = {}
         states = self._fetchable
         k = len(states)
         start = self._rr
         for j in range(k):
+            if limit is not None and limit <= 0:
+                break
             st = states[(start + j) % k]
             try:
-                records = self._take(st, limit)
+                got = take(st, limit)
             except StromError as exc:
                 if not out:
                     raise
-                self._pending_error = exc  # hand out what was taken; raise at the next poll
+                self._pending_error = exc
                 break
-            if records:
-                out[st.tp] = records
-                limit -= len(records)
-                if limit <= 0:
-                    self._rr = (start + j + 1) % k
-                    break
+            if got:
+                out[st.tp] = got
+                self._rr = (start + j + 1) % k
+                if limit is not None:
+                    limit -= size(got)
         return out
 
     def _housekeeping(self) -> None:
@@ -963,27 +975,7 @@ class Consumer:
 
     def _fetch_columns(self, limit: int | None) -> dict[TopicPartition, RecordColumns]:
         """Columns of the assigned, unpaused partitions, in turn, up to ``limit`` records in all."""
-        out: dict[TopicPartition, RecordColumns] = {}
-        states = self._fetchable
-        k = len(states)
-        start = self._rr
-        for j in range(k):
-            if limit is not None and limit <= 0:
-                break
-            st = states[(start + j) % k]
-            try:
-                cols = self._columns(st, limit)
-            except StromError as exc:
-                if not out:
-                    raise
-                self._pending_error = exc  # hand out what was taken; raise at the next poll
-                break
-            if cols is not None:
-                out[st.tp] = cols
-                self._rr = (start + j + 1) % k
-                if limit is not None:
-                    limit -= len(cols.values)
-        return out
+        return self._in_turn(self._columns, limit, lambda cols: len(cols.values))
 
     def _columns(self, st: _PartitionState, limit: int | None) -> RecordColumns | None:
         """The next records of ``st`` as columns, advancing its position."""

@@ -420,9 +420,8 @@ class Producer:
     def _serializer(name: str, value: Any) -> Callable[..., Any] | None:
         if value is None:
             return None
-        serialize = getattr(value, "serialize", None)
-        if serialize is not None and callable(serialize):  # kafka-python 3.x Serializer
-            return lambda data, _s=serialize: _s(None, None, data)
+        if Producer._serialize3(value) is not None:  # kafka-python 3.x Serializer: see _serialize3
+            return value
         if not callable(value):
             raise InvalidConfigError(f"{name} must be callable, not {type(value).__name__}")
         return value
