@@ -35,6 +35,8 @@ __all__ = [
     "IllegalArgumentError",
     "NoOffsetForPartitionError",
     "CommitFailedError",
+    "InconsistentGroupProtocolError",
+    "GroupNotEmptyError",
     "RecordDeserializationError",
     "UnsupportedError",
     "StromTimeoutError",
@@ -119,6 +121,14 @@ class NoOffsetForPartitionError(StromError):
 
 class CommitFailedError(StromError):
     """A commit was refused: the consumer no longer owns the partition (its group moved on)."""
+
+
+class InconsistentGroupProtocolError(StromError):
+    """A consumer offers none of the partition assignors its group's members use."""
+
+
+class GroupNotEmptyError(IllegalStateError):
+    """The operation needs a group with no live members (Kafka's NON_EMPTY_GROUP)."""
 
 
 class RecordDeserializationError(StromError):

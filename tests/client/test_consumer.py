@@ -195,14 +195,21 @@ def test_unknown_config_is_rejected_by_name(log):
 
 
 def test_network_configs_are_accepted(log, consumers):
-    c = consumers(log, "t", bootstrap_servers="localhost:9092", session_timeout_ms=1,
-                  heartbeat_interval_ms=1, security_protocol="SSL", check_crcs=False,
+    c = consumers(log, "t", bootstrap_servers="localhost:9092", security_protocol="SSL",
+                  check_crcs=False,
                   auto_offset_reset="earliest")
     fill(log, 0, 2)
     assert values_of(drain(c)) == {TP0: [b"t-0-0", b"t-0-1"]}
 
 
 @pytest.mark.parametrize("config", [
+    {"session_timeout_ms": 0},
+    {"heartbeat_interval_ms": "3000"},
+    {"max_poll_interval_ms": -1},
+    {"session_timeout_ms": 1000, "heartbeat_interval_ms": 1000},
+    {"partition_assignment_strategy": ()},
+    {"partition_assignment_strategy": ["nearest"]},
+    {"group_instance_id": ""},
     {"group_id": ""},
     {"group_id": 5},
     {"group_id": b"g"},
@@ -1114,8 +1121,10 @@ def test_committed_offsets_survive_reopening_the_directory(tmp_path):
 def test_commits_are_seen_by_another_log_object(two_logs, consumers):
     a, b = two_logs
     fill(a, 0, 5)
-    ca = consumers(a, "t", group_id="g", auto_offset_reset="earliest", enable_auto_commit=False)
-    cb = consumers(b, "t", group_id="g", auto_offset_reset="earliest", enable_auto_commit=False)
+    ca = consumers(a, group_id="g", auto_offset_reset="earliest", enable_auto_commit=False)
+    cb = consumers(b, group_id="g", auto_offset_reset="earliest", enable_auto_commit=False)
+    ca.assign([TP0, TP1])
+    cb.assign([TP0, TP1])
     assert cb.committed(TP0) is None
     ca.commit({TP0: 3})
     assert cb.committed(TP0) == 3

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 
+import time
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -307,12 +309,20 @@ def test_rebalance_listener():
         KafkaConsumer().subscribe(["t"], listener=object())
 
 
-def test_a_group_has_one_member_for_now():
-    # Until group membership exists, each consumer of a group is assigned every partition.
+def test_consumers_of_a_group_share_its_partitions():
     produce("t", [b"a", b"b", b"c"], partitions=3)
     one = KafkaConsumer("t", group_id="g", auto_offset_reset="earliest")
     two = KafkaConsumer("t", group_id="g", auto_offset_reset="earliest")
-    assert one.assignment() == two.assignment() == {TopicPartition("t", i) for i in range(3)}
+    every = {TopicPartition("t", i) for i in range(3)}
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        one.poll(timeout_ms=10)
+        two.poll(timeout_ms=10)
+        a, b = one.assignment(), two.assignment()
+        if a | b == every and not a & b and a and b:
+            break
+    assert one.assignment() | two.assignment() == every
+    assert not one.assignment() & two.assignment() and one.assignment() and two.assignment()
     one.close()
     two.close()
 

@@ -27,9 +27,13 @@ Offsets.  Without a ``group_id`` nothing is committed; positions start from
 offsets (kept durably in the log: strom.group.offsets), commits are fsync'd,
 and ``enable_auto_commit`` commits the positions every
 ``auto_commit_interval_ms`` at poll and iteration boundaries and at close.
-A group has one member here: a subscribing consumer is assigned every
-partition of its topics (membership across consumers and processes is the
-group layer's to add).
+Groups.  Consumers that subscribe with the same ``group_id`` share the
+partitions, in one process or many (strom.group.coordinator): each joins
+the group's state, its watcher thread reconciles the group when a member
+comes, goes or dies, and the consumer applies its new assignment at its
+next poll, calling the rebalance listener.  With the default
+cooperative-sticky assignor only moving partitions are revoked; commits are
+accepted only for partitions the consumer still owns (CommitFailedError).
 
 A position past the log end or below its start (a seek too far, or records
 removed by retention) is reset by ``auto_offset_reset`` at the next fetch,
@@ -45,6 +49,7 @@ import gc
 import logging
 import re
 import time
+import weakref
 from itertools import repeat
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
@@ -53,6 +58,8 @@ from ..errors import (IllegalArgumentError, IllegalStateError, InvalidConfigErro
                       RecordDeserializationError, StromError,
                       UnknownTopicOrPartitionError)
 from ..config import validate_topic_name
+from ..group.assignors import ASSIGNORS, Assignor, resolve_assignor
+from ..group.coordinator import Membership
 from ..group.offsets import OFFSETS_TOPIC, offset_store
 from ..records import (LOG_APPEND_TIME, ConsumerRecord, OffsetAndMetadata, OffsetAndTimestamp,
                        TopicPartition)
@@ -81,6 +88,10 @@ DEFAULTS: dict[str, Any] = {
     "exclude_internal_topics": True,
     "isolation_level": "read_uncommitted",
     "commit_acks": "all",
+    "partition_assignment_strategy": ("cooperative-sticky",),
+    "session_timeout_ms": 10000,
+    "heartbeat_interval_ms": 3000,
+    "max_poll_interval_ms": 300000,
 }
 #: Accepted so that configurations written for a networked client keep working;
 #: they have no effect in-process.
@@ -88,8 +99,7 @@ IGNORED = frozenset({
     "bootstrap_servers", "fetch_min_bytes", "request_timeout_ms", "retry_backoff_ms",
     "retry_backoff_max_ms", "reconnect_backoff_ms", "reconnect_backoff_max_ms",
     "max_in_flight_requests_per_connection", "check_crcs", "metadata_max_age_ms",
-    "partition_assignment_strategy", "session_timeout_ms", "heartbeat_interval_ms",
-    "max_poll_interval_ms", "receive_buffer_bytes", "send_buffer_bytes", "socket_options",
+    "receive_buffer_bytes", "send_buffer_bytes", "socket_options",
     "sock_chunk_bytes", "sock_chunk_buffer_count", "security_protocol", "ssl_context",
     "ssl_check_hostname", "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_crlfile",
     "ssl_password", "ssl_ciphers", "api_version", "api_version_auto_timeout_ms",
@@ -145,6 +155,28 @@ class ConsumerRebalanceListener(abc.ABC):
     def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
         """Partitions lost without a revoke (defaults to on_partitions_revoked)."""
         self.on_partitions_revoked(lost)
+
+
+def _assignors(spec: Any) -> dict[str, Any]:
+    """``partition_assignment_strategy`` as {name: Assignor}, in preference order.
+
+    Names ("range", "roundrobin", "sticky", "cooperative-sticky"), strom
+    Assignor classes or instances, or any class with one of those ``name``s
+    (kafka-python's assignor classes).
+    """
+    if isinstance(spec, (str, type)) or not isinstance(spec, (list, tuple)):
+        spec = [spec]
+    if not spec:
+        raise InvalidConfigError("partition_assignment_strategy must name at least one assignor")
+    out: dict[str, Any] = {}
+    for item in spec:
+        name = getattr(item, "name", None)
+        if name in ASSIGNORS and not isinstance(item, Assignor) and not (
+                isinstance(item, type) and issubclass(item, Assignor)):
+            item = name  # kafka-python's class of that name: strom's own does the same
+        assignor = resolve_assignor(item)
+        out[assignor.name] = assignor
+    return out
 
 
 def _check_tp(tp: Any) -> TopicPartition:
@@ -290,6 +322,17 @@ class Consumer:
             raise InvalidConfigError(f"consumer_timeout_ms must be a number >= 0, not {timeout!r}")
         if config["commit_acks"] not in (0, 1, "all", -1) or isinstance(config["commit_acks"], bool):
             raise InvalidConfigError(f"commit_acks must be 0, 1 or 'all', not {config['commit_acks']!r}")
+        for name in ("session_timeout_ms", "heartbeat_interval_ms", "max_poll_interval_ms"):
+            value = config[name]
+            if type(value) is not int or value < 1:
+                raise InvalidConfigError(f"{name} must be a positive int, not {value!r}")
+        if config["heartbeat_interval_ms"] >= config["session_timeout_ms"]:
+            raise InvalidConfigError("heartbeat_interval_ms must be lower than session_timeout_ms")
+        instance = config["group_instance_id"]
+        if instance is not None and (type(instance) is not str or not instance):
+            raise InvalidConfigError(f"group_instance_id must be a non-empty str or None, not "
+                                     f"{instance!r}")
+        self._assignors = _assignors(config["partition_assignment_strategy"])
         self.config = config
         self._log = log
         self._group_id: str | None = group_id
@@ -318,6 +361,9 @@ class Consumer:
         self._wakeup = False
         self._pending_error: StromError | None = None
         self._closed = False
+        self._membership: Membership | None = None
+        self._leave_at_gc: Any = None
+        self._generation = -1
         self._metrics = {"records-consumed-total": 0, "bytes-consumed-total": 0, "fetch-total": 0,
                          "commit-total": 0}
         if topics:
@@ -377,9 +423,17 @@ class Consumer:
         self._check_open()
         self._maybe_auto_commit(force=True)
         self._set_assignment([])
+        self._leave_group()
         self._subscription = None
         self._pattern = None
         self._manual = False
+
+    def _leave_group(self) -> None:
+        if self._membership is not None:
+            self._leave_at_gc.detach()
+            self._membership.close()
+            self._membership = None
+            self._generation = -1
 
     def assign(self, partitions: Iterable[TopicPartition]) -> None:
         """Consume exactly ``partitions`` (no group rebalancing); ``assign([])`` unassigns."""
@@ -424,29 +478,87 @@ class Consumer:
             tps.extend(TopicPartition(name, i) for i in range(len(topic.partitions)))
         if not missing and self._pattern is None:
             self._metadata_due = float("inf")
-        self._set_assignment(tps)
+        if self._group_id is None:
+            self._set_assignment(tps)
+            return
+        m = self._membership
+        if m is None:
+            c = self.config
+            m = self._membership = Membership(
+                self._log, self._group_id, self._subscription,
+                assignors=tuple(self._assignors), assignor_objects=self._assignors,
+                instance_id=c["group_instance_id"], client_id=c["client_id"] or "strom",
+                session_timeout_ms=c["session_timeout_ms"],
+                heartbeat_interval_ms=c["heartbeat_interval_ms"],
+                max_poll_interval_ms=c["max_poll_interval_ms"], on_change=self._waiter.wake)
+            self._leave_at_gc = weakref.finalize(self, m.close)
+        else:
+            m.set_topics(self._subscription)
+            m.refresh()
+        self._group_sync()
+
+    def _group_sync(self) -> None:
+        """Apply the group's current assignment: revoke, release, claim, assign (KIP-429)."""
+        m = self._membership
+        assert m is not None
+        eager = not self._assignors[next(iter(self._assignors))].cooperative
+        for _ in range(8):
+            state = m.state()
+            if not m.in_group(state):  # put out of the group (max_poll_interval_ms, session)
+                if self._states:
+                    self._drop(set(self._states), "on_partitions_lost")
+                self._generation = -1
+                m.rejoin()
+                continue
+            if state.protocol in self._assignors:
+                eager = not self._assignors[state.protocol].cooperative
+            target = set(state.assignment.get(m.member_id, ()))
+            local = set(self._states)
+            revoke = local if eager and state.generation != self._generation else local - target
+            if revoke:
+                self._drop(revoke, "on_partitions_revoked")
+                local -= revoke
+            release = set(state.owned.get(m.member_id, ())) - local
+            claim = target - local
+            if release or claim:
+                new, granted = m.update_claims(release, claim, state.generation)
+                if granted:
+                    self._add(sorted(granted))
+                if new.generation != state.generation or granted != claim:
+                    continue  # the group moved meanwhile: look again
+            self._generation = state.generation
+            return
 
     def _set_assignment(self, tps: list[TopicPartition]) -> None:
-        self._abandon_iteration()
         old = set(self._states)
-        new = set(tps)
-        if old == new:
+        revoked = old - set(tps)
+        if revoked:
+            self._drop(revoked, "on_partitions_revoked")
+        self._add([tp for tp in tps if tp not in old])
+
+    def _drop(self, tps: set[TopicPartition], callback: str) -> None:
+        """Stop consuming ``tps``: as kafka-python, auto-commit, then the listener, then let go."""
+        self._abandon_iteration()
+        if callback == "on_partitions_revoked":
+            self._maybe_auto_commit(force=True, only=tps)
+        if self._listener is not None and self._subscription is not None:
+            self._call_listener(callback, tps)
+        for tp in tps:
+            self._waiter.unwatch(self._states.pop(tp).partition.path)
+        self._refetchable()
+
+    def _add(self, tps: list[TopicPartition]) -> None:
+        """Start consuming ``tps`` (positions from committed offsets at the first fetch)."""
+        if not tps:
             return
-        revoked = old - new
-        added = [tp for tp in tps if tp not in old]
-        if revoked:  # as kafka-python: auto-commit, then the listener, then let go
-            self._maybe_auto_commit(force=True, only=revoked)
-            if self._listener is not None and self._subscription is not None:
-                self._call_listener("on_partitions_revoked", revoked)
-            for tp in revoked:
-                self._waiter.unwatch(self._states.pop(tp).partition.path)
-        for tp in added:
+        self._abandon_iteration()
+        for tp in tps:
             p = self._partition(tp)
             self._states[tp] = _PartitionState(tp, p)
             self._waiter.watch(p.path)
         self._refetchable()
-        if added and self._listener is not None and self._subscription is not None:
-            self._call_listener("on_partitions_assigned", set(added))
+        if self._listener is not None and self._subscription is not None:
+            self._call_listener("on_partitions_assigned", set(tps))
 
     def _call_listener(self, name: str, tps: set[TopicPartition]) -> None:
         try:
@@ -657,13 +769,22 @@ class Consumer:
                 if type(o) is not OffsetAndMetadata:
                     o = OffsetAndMetadata(*o)
                 todo[tp] = o
-        store.commit(self._group_id, todo, acks=self.config["commit_acks"])
+        self._store_commit(store, todo)
         self._metrics["commit-total"] += 1
         for tp, o in todo.items():
             st = self._states.get(tp)
             if st is not None:
                 st.committed = o.offset
         return todo
+
+    def _store_commit(self, store: Any, todo: Mapping[TopicPartition, OffsetAndMetadata]) -> None:
+        """Append the commit; a group member's only for partitions it still owns."""
+        def commit() -> None:
+            store.commit(self._group_id, todo, acks=self.config["commit_acks"])
+        if self._membership is None:
+            commit()
+        else:
+            self._membership.fenced_commit(todo, commit)
 
     def commit_async(self, offsets: Mapping[TopicPartition, OffsetAndMetadata | int] | None = None,
                      callback: Callable[[Any, Any], None] | None = None) -> concurrent.futures.Future:
@@ -709,7 +830,7 @@ class Consumer:
         if not todo:
             return
         try:
-            offset_store(self._log).commit(self._group_id, todo, acks=self.config["commit_acks"])
+            self._store_commit(offset_store(self._log), todo)
         except StromError as exc:
             log_.warning("auto-commit of %s failed: %s", sorted(todo), exc)
             if self._commit_callback is not None:
@@ -891,6 +1012,11 @@ class Consumer:
         if self._pending_error is not None:
             exc, self._pending_error = self._pending_error, None
             raise exc
+        m = self._membership
+        if m is not None:
+            m.polled()
+            if m.changed:
+                self._group_sync()
         if time.monotonic() >= self._metadata_due:
             self._update_subscription()
         if self._auto_commit:
@@ -1138,6 +1264,7 @@ class Consumer:
                 self._waiter.unwatch(st.partition.path)
             self._states.clear()
             self._fetchable = []
+            self._leave_group()
             self._closed = True
             self._waiter.wake()
             self._waiter.close()

@@ -4,11 +4,14 @@ Theory of operation
 -------------------
 A member of group G holds an exclusive ``flock`` on its own file,
 ``~groups/<G>/members/<member id>.member``, for as long as it lives, and
-keeps a small JSON description of itself (client id, pid, host, topics,
-what it owns) in that file's hint area.  The OS releases the lock the moment
+keeps in that file's hint area the time of its last heartbeat (8 bytes,
+rewritten in place) and a small JSON description of itself (client id, pid,
+host, incarnation), written once before the file is renamed into place.  The OS releases the lock the moment
 the process ends, kill -9 included, so anyone can tell a dead member from a
 live one at once: a probe that *can* take the lock has found a dead member
-(and removes its file).  No heartbeat or session timeout is needed to see a
+(and removes its file).  Probes open the file read-only, so that only a
+holder's close (its leave or its death) raises inotify's IN_CLOSE_WRITE,
+which the other members wait for.  No heartbeat or session timeout is needed to see a
 death; ``max_poll_interval_ms`` is for members alive but stuck.
 
 A member's file is created under a temporary name, locked and described,
@@ -28,7 +31,9 @@ import os
 import socket
 import struct
 import threading
+import time
 import uuid
+from urllib.parse import unquote
 from typing import Any
 from urllib.parse import quote
 
@@ -41,6 +46,8 @@ __all__ = ["GroupMembers", "Member", "GROUPS_DIR"]
 GROUPS_DIR = "~groups"
 _SUFFIX = ".member"
 _LEN = struct.Struct("<I")
+_BEAT = struct.Struct("<q")
+_INFO_AT = _BEAT.size
 #: The most a member description may take (its file's hint area).
 MAX_INFO_BYTES = 64 * 1024
 
@@ -70,7 +77,12 @@ class Member:
         data = json.dumps(info, sort_keys=True, separators=(",", ":")).encode()
         if len(data) > MAX_INFO_BYTES:
             raise StromError(f"member description of {len(data)} bytes exceeds {MAX_INFO_BYTES}")
-        self._lock.write_hint(_LEN.pack(len(data)) + data)
+        self._lock.write_hint(_LEN.pack(len(data)) + data, _INFO_AT)
+
+    def heartbeat(self, now_ms: int) -> None:
+        """Record that this member is alive and responsive at ``now_ms`` (8 bytes in place)."""
+        if not self._closed:
+            self._lock.write_hint(_BEAT.pack(now_ms))
 
     def leave(self) -> None:
         """Leave the group: remove the file, release the lock (idempotent)."""
@@ -128,6 +140,7 @@ class GroupMembers:
         try:
             lock.acquire()
             member = Member(self, member_id, lock, final)
+            member.heartbeat(int(time.time() * 1000))
             member.describe({**info, "member_id": member_id, "pid": os.getpid(),
                              "host": socket.gethostname()})
             with self._lock, self._locked():
@@ -149,7 +162,10 @@ class GroupMembers:
         return member
 
     def live(self) -> dict[str, dict[str, Any]]:
-        """The live members' descriptions, by member id; dead members' files are removed."""
+        """The live members' descriptions, by member id; dead members' files are removed.
+
+        Each description has ``heartbeat_ms``, the member's last heartbeat.
+        """
         fs = self.fs
         out: dict[str, dict[str, Any]] = {}
         try:
@@ -162,9 +178,10 @@ class GroupMembers:
             raw = self._probe(os.path.join(self.path, name))
             if raw is None or name.startswith("~joining~"):
                 continue  # dead (now removed), gone, or a join under way
-            info = self._parse(raw)
-            if info is not None:
-                out[str(info.get("member_id", name[:-len(_SUFFIX)]))] = info
+            member_id = unquote(name[:-len(_SUFFIX)])
+            info = self._parse(raw) or {"member_id": member_id}
+            info["heartbeat_ms"] = _BEAT.unpack_from(raw)[0] if len(raw) >= _BEAT.size else 0
+            out[member_id] = info
         return out
 
     def _probe(self, path: str) -> bytes | None:
@@ -172,17 +189,23 @@ class GroupMembers:
         fs = self.fs
         if not fs.exists(path):
             return None  # left meanwhile
-        probe = fs.lock(path)
+        try:
+            probe = fs.lock(path, probe=True)
+        except FileNotFoundError:
+            return None  # left meanwhile
         try:
             if not probe.acquire(blocking=False):
-                return probe.read_hint(_LEN.size + MAX_INFO_BYTES)
+                return probe.read_hint(_INFO_AT + _LEN.size + MAX_INFO_BYTES)
             probe.release()
         finally:
             probe.close()
         # Nobody held it: its process is gone.  Remove it under the directory
         # lock, and only if the name still means that file (not a new member's).
         with self._lock, self._locked():
-            probe = fs.lock(path) if fs.exists(path) else None
+            try:
+                probe = fs.lock(path, probe=True)
+            except FileNotFoundError:
+                probe = None
             if probe is not None:
                 try:
                     if probe.acquire(blocking=False) and probe.is_current():
@@ -193,11 +216,12 @@ class GroupMembers:
 
     @staticmethod
     def _parse(raw: bytes) -> dict[str, Any] | None:
-        if len(raw) < _LEN.size:
+        if len(raw) < _INFO_AT + _LEN.size:
             return None
-        (n,) = _LEN.unpack_from(raw)
+        (n,) = _LEN.unpack_from(raw, _INFO_AT)
+        start = _INFO_AT + _LEN.size
         try:
-            info = json.loads(raw[_LEN.size:_LEN.size + n])
+            info = json.loads(raw[start:start + n])
         except ValueError:
-            return None  # being rewritten this instant: seen at the next look
+            return None  # damaged: the member counts, without its description
         return info if isinstance(info, dict) else None

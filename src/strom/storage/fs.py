@@ -121,9 +121,12 @@ class FileLock:
 
     __slots__ = ("fd", "path")
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, probe: bool = False) -> None:
         self.path = path
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        # A probe opens read-only and never creates: closing it raises no
+        # IN_CLOSE_WRITE, which watchers take for a holder's death.
+        flags = os.O_RDONLY if probe else os.O_RDWR | os.O_CREAT
+        self.fd = os.open(path, flags | os.O_CLOEXEC, 0o644)
 
     def acquire(self, blocking: bool = True) -> bool:
         """Take the lock; with ``blocking=False`` return False if another holder has it."""
@@ -154,9 +157,9 @@ class FileLock:
         mine = os.fstat(self.fd)
         return (mine.st_dev, mine.st_ino) == (now.st_dev, now.st_ino)
 
-    def write_hint(self, data: bytes) -> None:
-        """Overwrite the start of the lock file (only while holding the lock)."""
-        os.pwrite(self.fd, data, 0)
+    def write_hint(self, data: bytes, offset: int = 0) -> None:
+        """Overwrite the lock file's bytes at ``offset`` (only while holding the lock)."""
+        os.pwrite(self.fd, data, offset)
 
     def close(self) -> None:
         """Close the descriptor, which releases the lock."""
@@ -185,9 +188,13 @@ class FileSystem:
             flags |= os.O_EXCL
         return File(os.open(path, flags, 0o644), path)
 
-    def lock(self, path: str) -> FileLock:
-        """A lock object on ``path`` (created if missing), not yet acquired."""
-        return FileLock(path)
+    def lock(self, path: str, probe: bool = False) -> FileLock:
+        """A lock object on ``path`` (created if missing), not yet acquired.
+
+        ``probe=True``: only to test whether someone holds the lock of an
+        existing file (read-only; FileNotFoundError if it is missing).
+        """
+        return FileLock(path, probe)
 
     def tail_waiter(self, signal: AppendSignal) -> TailWaiter:
         """What a reader waits on for appends: ``signal``, and other processes' writes."""

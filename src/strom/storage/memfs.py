@@ -194,11 +194,11 @@ class MemoryFileLock(FileLock):
 
     __slots__ = ("_fs", "_node")
 
-    def __init__(self, fs: MemoryFileSystem, path: str) -> None:
+    def __init__(self, fs: MemoryFileSystem, path: str, probe: bool = False) -> None:
         self.path = path
         self.fd = -1
         self._fs = fs
-        node = fs._open_node(path, write=True, create=True, exclusive=False)
+        node = fs._open_node(path, write=not probe, create=not probe, exclusive=False)
         with fs._mutex:
             if node.lock_state is None:
                 node.lock_state = _LockState()
@@ -244,11 +244,13 @@ class MemoryFileLock(FileLock):
         with self._fs._mutex:
             return bytes(node.data[:n])
 
-    def write_hint(self, data: bytes) -> None:
-        """Overwrite the start of the lock file (only while holding the lock)."""
+    def write_hint(self, data: bytes, offset: int = 0) -> None:
+        """Overwrite the lock file's bytes at ``offset`` (only while holding the lock)."""
         node = self._open_node()
         with self._fs._mutex:
-            node.data[:len(data)] = data
+            if len(node.data) < offset:
+                node.data.extend(bytes(offset - len(node.data)))
+            node.data[offset:offset + len(data)] = data
             node.version += 1
 
     def close(self) -> None:
@@ -356,9 +358,9 @@ class MemoryFileSystem(FileSystem):
         """The signal alone: a memory tree lives in one process, whose appends fire it."""
         return TailWaiter(signal)
 
-    def lock(self, path: str) -> MemoryFileLock:
-        """A lock object on ``path`` (created if missing), not yet acquired."""
-        return MemoryFileLock(self, path)
+    def lock(self, path: str, probe: bool = False) -> MemoryFileLock:
+        """A lock object on ``path`` (created if missing, unless ``probe``), not yet acquired."""
+        return MemoryFileLock(self, path, probe)
 
     def listdir(self, path: str) -> list[str]:
         """Names in a directory (in creation order; the OS promises no order)."""

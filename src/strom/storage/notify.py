@@ -35,7 +35,8 @@ import threading
 import weakref
 
 __all__ = ["AppendSignal", "TailWaiter", "InotifyWaiter", "PollingWaiter", "Inotify",
-           "os_tail_waiter", "FALLBACK_POLL_S"]
+           "os_tail_waiter", "FALLBACK_POLL_S", "IN_CLOSE_WRITE", "IN_DELETE",
+           "IN_MOVED_TO"]
 
 log_ = logging.getLogger("strom.notify")
 
@@ -47,6 +48,7 @@ IN_MODIFY = 0x00000002
 IN_CREATE = 0x00000100
 IN_MOVED_TO = 0x00000080
 IN_DELETE = 0x00000200
+IN_CLOSE_WRITE = 0x00000008
 IN_NONBLOCK = os.O_NONBLOCK
 IN_CLOEXEC = os.O_CLOEXEC
 _MASK = IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_DELETE
@@ -139,9 +141,9 @@ class Inotify:
         self._libc = libc
         self.fd = fd
 
-    def add(self, path: str) -> int:
-        """Watch the files of directory ``path``; returns the watch descriptor."""
-        wd = self._libc.add_watch(self.fd, os.fsencode(path), _MASK)
+    def add(self, path: str, mask: int = _MASK) -> int:
+        """Watch the files of directory ``path`` for ``mask``'s events; returns the watch descriptor."""
+        wd = self._libc.add_watch(self.fd, os.fsencode(path), mask)
         if wd < 0:
             err = ctypes.get_errno()
             raise OSError(err, f"inotify_add_watch({path!r}): {os.strerror(err)}")
@@ -187,8 +189,12 @@ class TailWaiter:
         self.signal = signal
         self.waiting = 0
 
-    def watch(self, path: str) -> None:
-        """Also wake for changes to the files of directory ``path`` (counted)."""
+    def watch(self, path: str, mask: int | None = None) -> None:
+        """Also wake for changes to the files of directory ``path`` (counted).
+
+        ``mask``: the inotify events that count (default: writes, creates,
+        renames and deletes), where the waiter uses inotify.
+        """
 
     def unwatch(self, path: str) -> None:
         """Drop one ``watch`` of ``path``."""
@@ -241,7 +247,7 @@ class InotifyWaiter(TailWaiter):
         # A reader dropped without close() must not leak three descriptors.
         self._finalizer = weakref.finalize(self, _close_all, inotify, self._wake_r, self._wake_w)
 
-    def watch(self, path: str) -> None:
+    def watch(self, path: str, mask: int | None = None) -> None:
         with self._lock:
             if self._closed:
                 return
@@ -250,7 +256,7 @@ class InotifyWaiter(TailWaiter):
                 entry[1] += 1
                 return
             try:
-                wd = self._inotify.add(path)
+                wd = self._inotify.add(path, _MASK if mask is None else mask)
             except OSError as exc:
                 if exc.errno in (errno_.ENOENT, errno_.ENOTDIR):
                     return  # gone already: nothing to wait for there

@@ -1,0 +1,651 @@
+"""Consumer groups without a coordinator: a shared state file, changed under a lock by any member.
+
+Theory of operation
+-------------------
+A group's state (generation, members and their subscriptions, the target
+assignment, and each member's *claims*: the partitions it is consuming now)
+lives in one small file, ``~groups/<group>/state``, replaced atomically.
+Every change is a read-modify-write under the group's ``flock``
+(``state.lock``); there is no leader.  The file is not fsync'd: it describes
+live processes, and after a machine crash none is left (a damaged file reads
+as an empty group).
+
+Who is alive comes from strom.group.members: each member holds a lock on its
+own file, which the OS releases when its process ends.  Every member runs a
+watcher thread that waits (inotify, through a TailWaiter) on the group's
+directories for a state change, a member's file being closed (a leave, or a
+death: the kernel closes a killed process's files), or a deletion.  On each
+wake it probes the members and applies :func:`reconcile`, a pure function
+of (state, live members, partition counts, clock); if that changes anything
+it takes the lock and writes the result.  So a kill -9 is absorbed within
+milliseconds, by whichever member sees it first.
+
+Safety: a partition is given to a member only when no other member claims
+it.  A member claims partitions of its assignment under the lock, and only
+if the generation it read is still current; it releases a partition after
+its ``on_partitions_revoked`` has run.  When a rebalance moves a partition,
+the new assignment leaves it out until its old owner releases it, and the
+release itself runs :func:`reconcile`, which hands it over (Kafka's
+cooperative protocol, KIP-429: partitions that stay put are consumed
+throughout).  With an eager assignor, members give up every partition at
+each new generation, as Kafka's eager protocol does.  A commit is accepted
+only for partitions the committer claims, checked under the lock
+(CommitFailedError otherwise): a member that lost a partition cannot
+overwrite its new owner's progress.
+
+Timeouts cover what death detection cannot: a member whose watcher thread
+has not written a heartbeat for ``session_timeout_ms`` (a stopped process)
+is put out of the group; a member that has not polled for
+``max_poll_interval_ms`` puts itself out, as Kafka's heartbeat thread does.
+A static member (``group_instance_id``) that goes away keeps its place and
+its partitions for ``session_timeout_ms``: restarted within that time, it
+takes them back with no rebalance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import msgpack
+import xxhash
+
+from ..errors import (CommitFailedError, InconsistentGroupProtocolError, LogClosedError,
+                      StromError, UnknownTopicOrPartitionError)
+from ..records import TopicPartition
+from ..storage import Log
+from ..storage.fs import FileSystem
+from ..storage.notify import IN_CLOSE_WRITE, IN_DELETE, IN_MOVED_TO, AppendSignal, TailWaiter
+from .assignors import ASSIGNORS, Assignor, Subscription
+from .members import GROUPS_DIR, GroupMembers, Member, _dir_name
+
+__all__ = ["GroupState", "MemberState", "GroupStore", "Membership", "reconcile", "monotonic_ms"]
+
+log_ = logging.getLogger("strom.group")
+
+_STATE = "state"
+_STATE_LOCK = "state.lock"
+_VERSION = 1
+#: The most a state file may hold (a crafted file cannot make us allocate more).
+MAX_STATE_BYTES = 64 * 1024 * 1024
+#: inotify events that mean the group changed: a state write, a member's
+#: file closed by its holder (leave or death), a file removed.
+_GROUP_EVENTS = IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE
+
+
+def monotonic_ms() -> int:
+    """The group clock: CLOCK_MONOTONIC in ms, one clock for every process on the machine."""
+    return int(time.monotonic() * 1000)
+
+
+@dataclasses.dataclass(frozen=True)
+class MemberState:
+    """A member as the group state records it."""
+
+    topics: tuple[str, ...]
+    incarnation: str
+    instance_id: str | None = None
+    client_id: str = ""
+    assignors: tuple[str, ...] = ("cooperative-sticky",)
+    session_timeout_ms: int = 10_000
+    #: When a static member was last seen alive, if it is gone now (group clock).
+    departed_ms: int | None = None
+
+
+_EMPTY: Mapping[str, Any] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupState:
+    """One group's state: a value; changes make new ones."""
+
+    generation: int = 0
+    protocol: str | None = None
+    members: Mapping[str, MemberState] = dataclasses.field(default_factory=dict)
+    #: The partitions each member is to consume in this generation.
+    assignment: Mapping[str, tuple[TopicPartition, ...]] = dataclasses.field(default_factory=dict)
+    #: The partitions each member consumes now (claimed under the lock).
+    owned: Mapping[str, tuple[TopicPartition, ...]] = dataclasses.field(default_factory=dict)
+    #: Members put out of the group while alive (member id -> incarnation).
+    fenced: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def owner(self, tp: TopicPartition) -> str | None:
+        """The member that claims ``tp``, or None."""
+        for member, tps in self.owned.items():
+            if tp in tps:
+                return member
+        return None
+
+    def is_member(self, member_id: str, incarnation: str) -> bool:
+        """True if ``member_id`` in that incarnation belongs to the group now."""
+        m = self.members.get(member_id)
+        return m is not None and m.incarnation == incarnation
+
+    def settled(self) -> bool:
+        """True when every member consumes exactly its assignment (no rebalance under way)."""
+        return all(set(self.owned.get(m, ())) == set(self.assignment.get(m, ()))
+                   for m in self.members)
+
+    # -- the file ------------------------------------------------------------------
+
+    def encode(self) -> bytes:
+        """The state file's bytes: an xxh64 digest, then msgpack."""
+        def tps(m: Mapping[str, tuple[TopicPartition, ...]]) -> dict[str, list[list[Any]]]:
+            return {k: [[tp.topic, tp.partition] for tp in v] for k, v in m.items()}
+        body = msgpack.packb({
+            "v": _VERSION, "generation": self.generation, "protocol": self.protocol,
+            "members": {k: [list(m.topics), m.incarnation, m.instance_id, m.client_id,
+                            list(m.assignors), m.session_timeout_ms, m.departed_ms]
+                        for k, m in self.members.items()},
+            "assignment": tps(self.assignment), "owned": tps(self.owned),
+            "fenced": dict(self.fenced)})
+        return xxhash.xxh64_digest(body) + body
+
+    @classmethod
+    def decode(cls, data: bytes) -> GroupState:
+        """Parse a state file; ValueError if it is damaged."""
+        if len(data) < 8 or xxhash.xxh64_digest(data[8:]) != data[:8]:
+            raise ValueError("checksum mismatch")
+        try:
+            d = msgpack.unpackb(data[8:], max_bin_len=0, max_str_len=1 << 20,
+                                max_array_len=1 << 20, max_map_len=1 << 20)
+            if d.get("v") != _VERSION:
+                raise ValueError(f"unknown state version {d.get('v')!r}")
+
+            def tps(m: Mapping[str, Any]) -> dict[str, tuple[TopicPartition, ...]]:
+                return {str(k): tuple(TopicPartition(str(t), int(p)) for t, p in v)
+                        for k, v in m.items()}
+            members = {str(k): MemberState(tuple(v[0]), str(v[1]), v[2], str(v[3]), tuple(v[4]),
+                                           int(v[5]), v[6])
+                       for k, v in d["members"].items()}
+            return cls(int(d["generation"]), d["protocol"], members, tps(d["assignment"]),
+                       tps(d["owned"]), {str(k): str(v) for k, v in d["fenced"].items()})
+        except (KeyError, TypeError, IndexError, AttributeError, msgpack.UnpackException) as exc:
+            raise ValueError(f"malformed state: {exc}") from None
+
+
+def _protocol(members: Mapping[str, MemberState], current: str | None) -> str | None:
+    """The assignor every member supports: the current one if still shared, else the first
+    of the longest-standing member's preferences (Kafka picks by the members' votes)."""
+    if not members:
+        return None
+    shared = set.intersection(*(set(m.assignors) for m in members.values()))
+    if current in shared:
+        return current
+    for name in next(iter(members.values())).assignors:
+        if name in shared:
+            return name
+    return None
+
+
+def reconcile(state: GroupState, live: Mapping[str, Mapping[str, Any]],
+              partitions: Mapping[str, int], now_ms: int,
+              assignors: Mapping[str, Assignor] | None = None) -> GroupState:
+    """The group's next state, given who is alive now: the rebalance, as a pure function.
+
+    ``live``: the live members' descriptions by id (``incarnation``,
+    ``heartbeat_ms``), as GroupMembers.live() gives them.  ``partitions``:
+    the partition count of each subscribed topic.  Dead members leave with
+    their claims; a static member's place is kept for its session timeout;
+    a member whose heartbeat is older than its session timeout is fenced.
+    The assignor's target is then given out, except partitions another
+    member still claims.  The generation moves when membership or the
+    assignment changes.  Returns ``state`` itself when nothing changes.
+    """
+    members = dict(state.members)
+    owned = dict(state.owned)
+    fenced = {m: inc for m, inc in state.fenced.items()
+              if live.get(m, _EMPTY).get("incarnation") == inc}
+    for mid, ms in state.members.items():
+        info = live.get(mid)
+        inc = None if info is None else info.get("incarnation", ms.incarnation)
+        if inc == ms.incarnation:
+            assert info is not None
+            if now_ms - int(info.get("heartbeat_ms", now_ms)) > ms.session_timeout_ms:
+                log_.warning("group member %s sent no heartbeat for %d ms: fenced", mid,
+                             now_ms - int(info.get("heartbeat_ms", now_ms)))
+                del members[mid]
+                owned.pop(mid, None)
+                fenced[mid] = ms.incarnation
+            elif ms.departed_ms is not None:
+                members[mid] = dataclasses.replace(ms, departed_ms=None)
+            continue
+        if ms.instance_id is not None:
+            if info is not None:
+                continue  # restarted: the new incarnation adopts this entry when it joins
+            if ms.departed_ms is None:
+                members[mid] = dataclasses.replace(ms, departed_ms=now_ms)
+                continue
+            if now_ms - ms.departed_ms <= ms.session_timeout_ms:
+                continue
+        del members[mid]
+        owned.pop(mid, None)
+    for mid in list(owned):
+        if mid not in members:
+            del owned[mid]
+
+    protocol = _protocol(members, state.protocol)
+    assignment: dict[str, tuple[TopicPartition, ...]] = {}
+    if members and protocol is not None:
+        assignor = (assignors or {}).get(protocol) or ASSIGNORS[protocol]()
+        counts = {t: partitions[t] for m in members.values() for t in m.topics if t in partitions}
+        subs = {mid: Subscription(frozenset(ms.topics), owned.get(mid, ()), state.generation)
+                for mid, ms in members.items()}
+        target = assignor.assign(counts, subs)
+        claimed = {tp: mid for mid, tps in owned.items() for tp in tps}
+        for mid in members:
+            assignment[mid] = tuple(sorted(tp for tp in target.get(mid, ())
+                                           if claimed.get(tp, mid) == mid))
+    generation = state.generation
+    if members.keys() != state.members.keys() or assignment != dict(state.assignment):
+        generation += 1
+    new = GroupState(generation, protocol, members, assignment, owned, fenced)
+    return state if new == state else new
+
+
+# -- the state file, its lock, and waking watchers -----------------------------------------------
+
+_signals: weakref.WeakKeyDictionary[FileSystem, dict[str, AppendSignal]] = \
+    weakref.WeakKeyDictionary()
+_signals_lock = threading.Lock()
+
+
+def _signal(fs: FileSystem, path: str) -> AppendSignal:
+    """The in-process signal of one group's changes (memory logs have no inotify)."""
+    with _signals_lock:
+        return _signals.setdefault(fs, {}).setdefault(path, AppendSignal())
+
+
+class GroupStore:
+    """One group's state file: read (cached by its stamp), and changed under the group lock."""
+
+    def __init__(self, log: Log, group_id: str) -> None:
+        self.log = log
+        self.fs = log.fs
+        self.group_id = group_id
+        self.path = os.path.join(log.path, GROUPS_DIR, _dir_name(group_id))
+        self.members_path = os.path.join(self.path, "members")
+        self.signal = _signal(self.fs, self.path)
+        self._file_lock: Any = None
+        self._mutex = threading.RLock()  # this object's users, between themselves
+        self._cached: tuple[Any, GroupState] | None = None
+
+    def _stamp(self) -> Any:
+        try:
+            return self.fs.stamp(os.path.join(self.path, _STATE))
+        except FileNotFoundError:
+            return None
+
+    def read(self) -> GroupState:
+        """The current state (an empty group if there is none, or it is damaged)."""
+        stamp = self._stamp()
+        cached = self._cached
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        state = GroupState()
+        if stamp is not None:
+            path = os.path.join(self.path, _STATE)
+            try:
+                f = self.fs.open(path)
+            except FileNotFoundError:
+                return self.read()
+            try:
+                size = f.size()
+                data = f.pread(min(size, MAX_STATE_BYTES), 0)
+            finally:
+                f.close()
+            try:
+                if size > MAX_STATE_BYTES:
+                    raise ValueError(f"{size} bytes")
+                state = GroupState.decode(data)
+            except ValueError as exc:
+                log_.warning("group %r: state file damaged (%s); starting from an empty group",
+                             self.group_id, exc)
+        self._cached = (stamp, state)
+        return state
+
+    def locked(self) -> _Locked:
+        """``with store.locked():`` changes of this group are excluded (every process)."""
+        return _Locked(self)
+
+    def write(self, state: GroupState) -> None:
+        """Replace the state (call with the lock held)."""
+        self.fs.write_atomic(os.path.join(self.path, _STATE), state.encode(), durable=False)
+        self.signal.fire()
+
+    def update(self, change: Callable[[GroupState], GroupState]) -> GroupState:
+        """Apply ``change`` to the current state under the lock; write it if it differs."""
+        with self.locked():
+            state = self.read()
+            new = change(state)
+            if new is not state and new != state:
+                self.write(new)
+            return new
+
+    def waiter(self) -> TailWaiter:
+        """A waiter that wakes on this group's changes (any process)."""
+        self.fs.makedirs(self.members_path)
+        waiter = self.fs.tail_waiter(self.signal)
+        waiter.watch(self.path, _GROUP_EVENTS)
+        waiter.watch(self.members_path, _GROUP_EVENTS)
+        return waiter
+
+    def remove(self) -> None:
+        """Delete the group's directory (state and member files)."""
+        with self.locked():
+            self.fs.unlink(os.path.join(self.path, _STATE))
+            self._cached = None
+            self.signal.fire()
+        self.fs.rmtree(self.path)
+        with self._mutex:
+            if self._file_lock is not None:
+                self._file_lock.close()
+                self._file_lock = None
+
+
+class _Locked:
+    __slots__ = ("store",)
+
+    def __init__(self, store: GroupStore) -> None:
+        self.store = store
+
+    def __enter__(self) -> GroupStore:
+        store = self.store
+        store._mutex.acquire()
+        try:
+            if store._file_lock is None:
+                store.fs.makedirs(store.path)
+                store._file_lock = store.fs.lock(os.path.join(store.path, _STATE_LOCK))
+            store._file_lock.acquire()
+        except BaseException:
+            store._mutex.release()
+            raise
+        return store
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.store._file_lock.release()
+        finally:
+            self.store._mutex.release()
+
+
+def partition_counts(log: Log, topics: Iterable[str]) -> dict[str, int]:
+    """The partition count of each existing topic among ``topics``."""
+    out = {}
+    for t in set(topics):
+        try:
+            out[t] = len(log.topic(t).partitions)
+        except UnknownTopicOrPartitionError:
+            pass
+    return out
+
+
+# -- one consumer's membership ---------------------------------------------------------------------
+
+class Membership:
+    """One consumer's place in a group: its liveness file, its watcher thread, its claims.
+
+    The consumer calls :meth:`sync_view` and :meth:`update_claims` from its
+    own thread; the watcher thread keeps the group reconciled, writes
+    heartbeats, and calls ``on_change`` when the state changed.
+    """
+
+    def __init__(self, log: Log, group_id: str, topics: Iterable[str], *,
+                 assignors: tuple[str, ...] = ("cooperative-sticky",),
+                 instance_id: str | None = None, client_id: str = "",
+                 session_timeout_ms: int = 10_000, heartbeat_interval_ms: int = 3_000,
+                 max_poll_interval_ms: int = 300_000,
+                 assignor_objects: Mapping[str, Assignor] | None = None,
+                 on_change: Callable[[], None] | None = None) -> None:
+        self.log = log
+        self.group_id = group_id
+        self.store = GroupStore(log, group_id)
+        self.members = GroupMembers(log, group_id)
+        self.topics = tuple(sorted(set(topics)))
+        self.assignors = tuple(assignors)
+        self._assignor_objects = dict(assignor_objects or {})
+        self.instance_id = instance_id
+        self.client_id = client_id
+        self.session_timeout_ms = session_timeout_ms
+        self.heartbeat_ms = heartbeat_interval_ms
+        self.max_poll_ms = max_poll_interval_ms
+        self._on_change = on_change
+        self._member: Member | None = None
+        self.incarnation = ""
+        self.member_id = ""
+        self.changed = True  # the consumer's next look syncs
+        self._last_poll = monotonic_ms()
+        self._seen_stamp: Any = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._waiter: TailWaiter | None = None
+        self._join()
+        self._thread = threading.Thread(target=self._watch, name=f"strom-group-{group_id}",
+                                        daemon=True)
+        self._thread.start()
+
+    # -- joining and leaving ---------------------------------------------------------------
+
+    def _me(self) -> MemberState:
+        return MemberState(self.topics, self.incarnation, self.instance_id, self.client_id,
+                           self.assignors, self.session_timeout_ms)
+
+    def _join(self) -> None:
+        """Take a member file and enter the group state (adopting a static id's old place)."""
+        self.incarnation = uuid.uuid4().hex
+        self._member = self.members.join(
+            {"incarnation": self.incarnation, "client_id": self.client_id,
+             "instance_id": self.instance_id, "topics": list(self.topics)},
+            member_id=self.instance_id)
+        self.member_id = self._member.member_id
+
+        def enter(state: GroupState) -> GroupState:
+            others = {k: v for k, v in state.members.items() if k != self.member_id}
+            protocol = _protocol(others, state.protocol)
+            if others and protocol not in self.assignors:
+                raise InconsistentGroupProtocolError(
+                    f"group {self.group_id!r} uses assignor {protocol!r}; this consumer offers "
+                    f"{list(self.assignors)}")
+            members = {**state.members, self.member_id: self._me()}
+            fenced = {k: v for k, v in state.fenced.items() if k != self.member_id}
+            entered = dataclasses.replace(state, members=members, fenced=fenced)
+            return self._reconcile(entered)
+        try:
+            self.store.update(enter)
+        except BaseException:
+            self._member.leave()
+            raise
+        self.changed = True
+
+    def _reconcile(self, state: GroupState, live: Mapping[str, Any] | None = None) -> GroupState:
+        if live is None:
+            live = self.members.live()
+        topics = {t for m in state.members.values() for t in m.topics}
+        return reconcile(state, live, partition_counts(self.log, topics), monotonic_ms(),
+                         self._assignor_objects)
+
+    def rejoin(self) -> None:
+        """After being put out of the group: a fresh member file and a fresh entry."""
+        if self._member is not None:
+            self._member.leave()
+        self._join()
+
+    def set_topics(self, topics: Iterable[str]) -> None:
+        """A new subscription: the group rebalances."""
+        topics = tuple(sorted(set(topics)))
+        if topics == self.topics:
+            return
+        self.topics = topics
+
+        def change(state: GroupState) -> GroupState:
+            if not state.is_member(self.member_id, self.incarnation):
+                return state
+            members = {**state.members, self.member_id: self._me()}
+            return self._reconcile(dataclasses.replace(state, members=members))
+        self.store.update(change)
+
+    def refresh(self) -> None:
+        """Reconcile now (topics or partitions may have appeared)."""
+        if self._reconcile(self.store.read()) is not self.store.read():
+            self.store.update(self._reconcile)
+
+    def close(self, leave: bool = True) -> None:
+        """Stop the watcher; ``leave`` (dynamic members) removes this member at once."""
+        self._stop.set()
+        if self._waiter is not None:
+            self._waiter.wake()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        if self._member is None or self._member.left:
+            return
+        if leave and self.instance_id is None:
+            def out(state: GroupState) -> GroupState:
+                if not state.is_member(self.member_id, self.incarnation):
+                    return state
+                members = {k: v for k, v in state.members.items() if k != self.member_id}
+                owned = {k: v for k, v in state.owned.items() if k != self.member_id}
+                return self._reconcile(dataclasses.replace(state, members=members, owned=owned))
+            try:
+                self.store.update(out)
+            except LogClosedError:
+                pass  # the others see the member file go
+            except (OSError, StromError) as exc:
+                log_.warning("group %r: leaving: %s", self.group_id, exc)
+        self._member.leave()
+
+    # -- what the consumer calls ----------------------------------------------------------------
+
+    def polled(self) -> None:
+        """The consumer is polling (for max_poll_interval_ms)."""
+        self._last_poll = monotonic_ms()
+
+    def state(self) -> GroupState:
+        """The group state now (clears ``changed``)."""
+        self.changed = False
+        return self.store.read()
+
+    def in_group(self, state: GroupState) -> bool:
+        """True if this member (this incarnation) belongs to the group in ``state``."""
+        return state.is_member(self.member_id, self.incarnation)
+
+    def update_claims(self, release: Iterable[TopicPartition], claim: Iterable[TopicPartition],
+                      generation: int) -> tuple[GroupState, set[TopicPartition]]:
+        """Give up ``release``; take those of ``claim`` that the current generation allows.
+
+        A partition is claimed only if ``generation`` is still current, it is
+        in this member's assignment, and no other member claims it.  Returns
+        the state written and the partitions claimed.
+        """
+        release = set(release)
+        claim = set(claim)
+        granted: set[TopicPartition] = set()
+
+        def change(state: GroupState) -> GroupState:
+            granted.clear()
+            if not self.in_group(state):
+                return state
+            mine = set(state.owned.get(self.member_id, ())) - release
+            if state.generation == generation:
+                others = {tp for m, tps in state.owned.items() if m != self.member_id for tp in tps}
+                target = set(state.assignment.get(self.member_id, ()))
+                granted.update(tp for tp in claim if tp in target and tp not in others)
+                mine |= granted
+            owned = {**state.owned, self.member_id: tuple(sorted(mine))}
+            return self._reconcile(dataclasses.replace(state, owned=owned))
+        new = self.store.update(change)
+        self.changed = True  # look again: the generation may have moved meanwhile
+        return new, set(granted)
+
+    def fenced_commit(self, tps: Iterable[TopicPartition], commit: Callable[[], None]) -> None:
+        """Run ``commit`` under the group lock if this member claims every one of ``tps``.
+
+        CommitFailedError otherwise, as Kafka's coordinator refuses a commit
+        from a member of an old generation.
+        """
+        with self.store.locked():
+            state = self.store.read()
+            if not self.in_group(state):
+                raise CommitFailedError(
+                    f"commit refused: this consumer is no longer a member of group "
+                    f"{self.group_id!r} (its partitions were reassigned); it rejoins at the next "
+                    f"poll")
+            mine = set(state.owned.get(self.member_id, ()))
+            lost = sorted(tp for tp in tps if tp not in mine)
+            if lost:
+                raise CommitFailedError(
+                    f"commit refused: group {self.group_id!r} member {self.member_id!r} does not "
+                    f"own {[f'{tp.topic}-{tp.partition}' for tp in lost]} (reassigned in a "
+                    f"rebalance)")
+            commit()
+
+    # -- the watcher thread ---------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        waiter = self._waiter = self.store.waiter()
+        next_beat = 0
+        try:
+            while not self._stop.is_set():
+                token = waiter.prepare()
+                now = monotonic_ms()
+                if now >= next_beat and self._member is not None:
+                    self._member.heartbeat(now)
+                    next_beat = now + self.heartbeat_ms
+                try:
+                    deadline = self._tick(now)
+                except LogClosedError:
+                    break  # the log was closed under its consumers: nothing left to watch
+                except Exception:  # keep watching: the next wake tries again
+                    log_.exception("group %r: watcher", self.group_id)
+                    deadline = now + 100
+                if self._stop.is_set():
+                    break
+                waiter.wait(token, max(0, min(next_beat, deadline) - monotonic_ms()) / 1000)
+        finally:
+            waiter.close()
+
+    def _tick(self, now: int) -> int:
+        """Reconcile if anything changed; wake the consumer on a new state; the next deadline."""
+        if now - self._last_poll > self.max_poll_ms:
+            self._leave_stuck(now)
+        state = self.store.read()
+        live = self.members.live()
+        if self._reconcile(state, live) is not state:
+            state = self.store.update(self._reconcile)
+        stamp = self.store._cached[0] if self.store._cached else None
+        if stamp != self._seen_stamp:
+            self._seen_stamp = stamp
+            self.changed = True
+            if self._on_change is not None:
+                self._on_change()
+        deadline = self._last_poll + self.max_poll_ms + 1
+        for m in state.members.values():
+            if m.departed_ms is not None:
+                deadline = min(deadline, m.departed_ms + m.session_timeout_ms + 1)
+        return deadline
+
+    def _leave_stuck(self, now: int) -> None:
+        """No poll for max_poll_interval_ms: give up membership (and claims) for the others."""
+        def out(state: GroupState) -> GroupState:
+            if not self.in_group(state):
+                return state
+            log_.warning("group %r: member %s did not poll for %d ms (max_poll_interval_ms): "
+                         "leaving the group", self.group_id, self.member_id, now - self._last_poll)
+            members = {k: v for k, v in state.members.items() if k != self.member_id}
+            owned = {k: v for k, v in state.owned.items() if k != self.member_id}
+            fenced = {**state.fenced, self.member_id: self.incarnation}
+            return self._reconcile(dataclasses.replace(state, members=members, owned=owned,
+                                                       fenced=fenced))
+        self.store.update(out)
+        self._last_poll = now  # once per interval
+
+    def __repr__(self) -> str:
+        return f"<strom Membership {self.member_id!r} of {self.group_id!r}>"
+
