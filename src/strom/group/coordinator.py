@@ -57,8 +57,8 @@ from typing import Any
 import msgpack
 import xxhash
 
-from ..errors import (CommitFailedError, InconsistentGroupProtocolError, LogClosedError,
-                      StromError, UnknownTopicOrPartitionError)
+from ..errors import (CommitFailedError, IllegalStateError, InconsistentGroupProtocolError,
+                      LogClosedError, StromError, UnknownTopicOrPartitionError)
 from ..records import TopicPartition
 from ..storage import Log
 from ..storage.fs import FileSystem
@@ -389,6 +389,30 @@ def partition_counts(log: Log, topics: Iterable[str]) -> dict[str, int]:
 
 # -- one consumer's membership ---------------------------------------------------------------------
 
+_memberships: weakref.WeakSet[Membership] = weakref.WeakSet()
+
+
+def _forget_after_fork() -> None:
+    """In a forked child: let go of the parent's group locks.
+
+    A child holding copies of the descriptors would keep a dead parent's
+    membership alive (an flock lasts while any copy is open).  The child
+    never was the member: it closes its copies and never acts for it.
+    """
+    for m in list(_memberships):
+        m._stop.set()
+        m._forked = True
+        if m._member is not None:
+            m._member._lock.close()
+        if m.store._file_lock is not None:
+            m.store._file_lock.close()
+            m.store._file_lock = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 class Membership:
     """One consumer's place in a group: its liveness file, its watcher thread, its claims.
 
@@ -426,7 +450,9 @@ class Membership:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._waiter: TailWaiter | None = None
+        self._forked = False
         self._join()
+        _memberships.add(self)
         self._thread = threading.Thread(target=self._watch, name=f"strom-group-{group_id}",
                                         daemon=True)
         self._thread.start()
@@ -499,6 +525,8 @@ class Membership:
     def close(self, leave: bool = True) -> None:
         """Stop the watcher; ``leave`` (dynamic members) removes this member at once."""
         self._stop.set()
+        if self._forked:
+            return  # a forked child's copy: the member is its parent
         if self._waiter is not None:
             self._waiter.wake()
         thread = self._thread
@@ -520,6 +548,7 @@ class Membership:
             except (OSError, StromError) as exc:
                 log_.warning("group %r: leaving: %s", self.group_id, exc)
         self._member.leave()
+        self.store.signal.fire()  # in this process, as inotify tells the others
 
     # -- what the consumer calls ----------------------------------------------------------------
 
@@ -527,8 +556,14 @@ class Membership:
         """The consumer is polling (for max_poll_interval_ms)."""
         self._last_poll = monotonic_ms()
 
+    def _check_process(self) -> None:
+        if self._forked:
+            raise IllegalStateError("a group consumer cannot be used in a forked child process; "
+                                    "create a new Consumer there")
+
     def state(self) -> GroupState:
         """The group state now (clears ``changed``)."""
+        self._check_process()
         self.changed = False
         return self.store.read()
 
@@ -570,6 +605,7 @@ class Membership:
         CommitFailedError otherwise, as Kafka's coordinator refuses a commit
         from a member of an old generation.
         """
+        self._check_process()
         with self.store.locked():
             state = self.store.read()
             if not self.in_group(state):

@@ -136,16 +136,20 @@ class GroupMembers:
             member_id = f"{info.get('client_id') or 'strom'}-{uuid.uuid4().hex[:16]}"
         final = os.path.join(self.path, quote(member_id, safe="") + _SUFFIX)
         temp = os.path.join(self.path, f"~joining~{uuid.uuid4().hex}")
-        lock = fs.lock(temp)
-        try:
+        with self._lock, self._locked():  # created and locked at once, for reapers
+            lock = fs.lock(temp)
             lock.acquire()
+        try:
             member = Member(self, member_id, lock, final)
             member.heartbeat(int(time.time() * 1000))
             member.describe({**info, "member_id": member_id, "pid": os.getpid(),
                              "host": socket.gethostname()})
             with self._lock, self._locked():
-                if fs.exists(final):
-                    probe = fs.lock(final)
+                try:
+                    probe = fs.lock(final, probe=True)
+                except FileNotFoundError:
+                    probe = None
+                if probe is not None:
                     try:
                         if not probe.acquire(blocking=False):
                             raise IllegalStateError(

@@ -1,0 +1,64 @@
+"""A forked child does not keep its parent's group membership alive, nor act for it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import strom
+from childproc import Child
+
+TOPIC = "t"
+
+PARENT = r"""
+import os, sys, time
+import strom
+log = strom.Log(sys.argv[1])
+c = strom.Consumer(log, "t", group_id="g", enable_auto_commit=False)
+deadline = time.monotonic() + 20
+while not c.assignment():
+    c.poll(timeout_ms=10)
+    assert time.monotonic() < deadline
+pid = os.fork()
+if pid == 0:  # the child outlives its parent, holding copies of every descriptor
+    try:
+        c.poll(timeout_ms=0)
+    except strom.IllegalStateError:
+        print("child refused", flush=True)
+    time.sleep(60)
+    os._exit(0)
+print("ready", pid, sorted(tp.partition for tp in c.assignment()), flush=True)
+while True:
+    c.poll(timeout_ms=100)
+"""
+
+
+def test_a_forked_child_does_not_keep_a_killed_parent_in_its_group(tmp_path):
+    log = strom.Log(str(tmp_path))
+    log.create_topic(TOPIC, 4)
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT)
+    parent = Child(script, str(tmp_path))
+    grandchild = None
+    try:
+        lines = {parent.line().split()[0] for _ in range(2)}  # "ready ..." and "child refused"
+        assert lines == {"ready", "child"}
+        with open(f"/proc/{parent.proc.pid}/task/{parent.proc.pid}/children") as f:
+            grandchild = int(f.read().split()[0])
+        other = strom.Consumer(log, TOPIC, group_id="g", enable_auto_commit=False)
+        parent.proc.kill()
+        parent.proc.wait()
+        deadline = time.monotonic() + 10
+        while len(other.assignment()) < 4:
+            other.poll(timeout_ms=10)
+            assert time.monotonic() < deadline, "the killed parent's partitions never moved"
+        other.close()
+    finally:
+        parent.proc.kill()
+        if grandchild is not None:
+            try:
+                os.kill(grandchild, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    log.close()
