@@ -20,8 +20,8 @@ Modules mirror kafka-python's: ``strom.compat.errors`` (``kafka.errors``),
 strom.Producer, KafkaConsumer a strom.Consumer) and take kafka-python's
 options of 2.x and 3.x; the modules of each client say how options map
 and where strom differs: transactions are not supported; a tombstone is
-never passed to a (de)serializer; consumer groups have one member for now,
-so every consumer of a group is assigned all the partitions.
+never passed to a (de)serializer; consumers of a group share its
+partitions, across threads and processes, with cooperative rebalancing.
 """
 
 from __future__ import annotations

@@ -8,14 +8,15 @@ It is a :class:`strom.Consumer` built from kafka-python's arguments alone:
 * Every option of kafka-python 2.x and 3.x is accepted: those strom
   honours keep their meaning and defaults (``auto_offset_reset="latest"``:
   a consumer started after the producer sees only what comes next, unless
-  its group has committed offsets or it asks for "earliest"); network,
-  security, heartbeat and assignment-strategy options are ignored; a name
-  neither version knows raises ``KafkaConfigurationError("Unrecognized
-  configs: [...]")``.
+  its group has committed offsets or it asks for "earliest"); network
+  and security options are ignored; a name neither version knows raises
+  ``KafkaConfigurationError("Unrecognized configs: [...]")``.
 * Deserializers are never called for a tombstone: its value stays None.
-* Consumer groups have one member for now: each consumer of a group is
-  assigned every partition of its topics; committed offsets are the
-  group's, so a consumer resumes where the group last committed.
+* Consumers of a group share its partitions, in one process or many
+  (docs/groups.md).  ``partition_assignment_strategy`` takes strom's
+  assignor names or kafka-python's assignor classes; the default is
+  cooperative-sticky (kafka-python's is range then roundrobin), so a
+  rebalance moves only the partitions that change owner.
 * ``close()`` commits (with auto-commit on) and leaves the shared Log open.
 """
 
