@@ -11,10 +11,17 @@ Run::
     python examples/article_signups.py                  # in memory
     python examples/article_signups.py --data-dir DIR   # kept in DIR (or set STROM_DATA_DIR)
 
+The two consumers of 'analytics-group' split the topic's three partitions
+between them, as the article says ("Each consumer gets a subset of
+partitions. Together they process all signups."): the example prints each
+one's partitions and how many signups it processed, and checks that
+together they processed every new signup once.
+
 ``bootstrap_servers=['localhost:9092']`` names an in-memory log shared by
 the clients of this process (strom warns once that nothing is persisted);
 with ``--data-dir`` the same code keeps the topic, the signups and the
-group's committed offsets in DIR, and a second run picks up from there.
+group's committed offsets in DIR, and a second run processes only the
+signups it adds, resuming from the offsets the first run committed.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", help="keep the log in this directory (default: in memory, "
                         "or STROM_DATA_DIR when set)")
-    parser.add_argument("--signups", type=int, default=100, help="signups in each of two waves")
+    parser.add_argument("--signups", type=int, default=100, help="signups to produce in this run")
     args = parser.parse_args()
     if args.data_dir:
         # The article's code says bootstrap_servers=['localhost:9092']; this makes that name
@@ -91,7 +98,7 @@ def main() -> None:
         group_id='analytics-group',
         bootstrap_servers=['localhost:9092'],
         value_deserializer=lambda m: json.loads(m.decode('utf-8')),
-        consumer_timeout_ms=1000,       # added: end the loop after 1 s without a signup
+        consumer_timeout_ms=500,        # added: end the loop after 0.5 s without a signup
         auto_offset_reset='earliest'    # added: the group's first run reads what is there
     )
 
@@ -101,24 +108,27 @@ def main() -> None:
         group_id='analytics-group',
         bootstrap_servers=['localhost:9092'],
         value_deserializer=lambda m: json.loads(m.decode('utf-8')),
-        consumer_timeout_ms=1000,       # added, as above
+        consumer_timeout_ms=500,        # added, as above
         auto_offset_reset='earliest'    # added, as above
     )
 
     analytics: collections.Counter[str] = collections.Counter()
+    analysed: list[str] = []
     verified: list[str] = []
 
     def process_for_analytics(signup):  # added: the article leaves it to the reader
         analytics[signup['email'].split('@')[1]] += 1
+        analysed.append(signup['user_id'])
 
     def verify(signup):  # added, likewise
         verified.append(signup['user_id'])
 
-    # Wave 1 of signups (added: the article's producer is called by a signup service).
-    run = int(time.time())
+    # Added: the signups (the article's producer is called by a signup service).
+    run = int(time.time() * 1000)
+    new_signups = [f"user-{run}-{i:04d}" for i in range(args.signups)]
     started = time.perf_counter()
-    for i in range(args.signups):
-        on_user_signup(f"user-{run}-{i:04d}", f"user{i}@{('example.com', 'mail.org')[i % 2]}",
+    for i, user_id in enumerate(new_signups):
+        on_user_signup(user_id, f"user{i}@{('example.com', 'mail.org')[i % 2]}",
                        int(time.time() * 1000))
     produce_s = time.perf_counter() - started
 
@@ -126,32 +136,50 @@ def main() -> None:
     for msg in consumer_analytics:
         process_for_analytics(msg.value)
 
-    # Added: strom's consumer groups have one member for now, so each consumer of
-    # 'analytics-group' is assigned all three partitions, not a share of them.  The
-    # group's committed offsets still make the two consumers process each signup
-    # once between them: analytics commits what it read when it closes, and the
-    # verification consumer resumes from there with wave 2.
-    consumer_analytics.close()
-    for i in range(args.signups):
-        on_user_signup(f"user-{run}-{args.signups + i:04d}", f"late{i}@example.com",
-                       int(time.time() * 1000))
+    # Added: the article leaves out the verification consumer's loop.  Here it runs
+    # after the analytics loop, in the same thread; in a service each consumer would
+    # run in its own thread or process.  Either way it reads only what the group gave
+    # it: the analytics consumer, alone when it subscribed, took all three partitions,
+    # and at its first poll gave up the one the group moved to the verification
+    # consumer when that joined (a cooperative rebalance: the other two stay put).
     for msg in consumer_verify:
         verify(msg.value)
+
+    # Added: what each consumer was given, before close() hands its partitions back.
+    split = {'analytics': consumer_analytics.assignment(),
+             'verification': consumer_verify.assignment()}
+    consumer_analytics.close()  # commits what it processed (enable_auto_commit)
     consumer_verify.close()
     producer.close()
 
     # -- Summary ----------------------------------------------------------------------
-    total = sum(analytics.values())
-    print(f"produced {2 * args.signups} signups in two waves (acks='all', zstd, a flush per "
-          f"signup; wave 1 in {produce_s * 1000:.0f} ms)")
-    print(f"analytics consumer processed {total} signups: "
-          + ", ".join(f"{d} {n}" for d, n in sorted(analytics.items())))
-    print(f"verification consumer processed {len(verified)} signups (resumed from the "
-          "group's committed offsets)")
+    print(f"produced {args.signups} signups (acks='all', zstd, a flush per signup) "
+          f"in {produce_s * 1000:.0f} ms")
+    print(f"analytics-group: 2 consumers share the {len(topic['partitions'])} partitions "
+          "of user-signups")
+
+    def partitions(name):
+        return sorted(tp.partition for tp in split[name])
+
+    def signups(n):
+        return f"{n} signup{'' if n == 1 else 's'}"
+
+    domains = ", ".join(f"{d} {n}" for d, n in sorted(analytics.items()))
+    print(f"  analytics consumer: partitions {partitions('analytics')}, processed "
+          f"{signups(len(analysed))}" + (f" ({domains})" if domains else ""))
+    print(f"  verification consumer: partitions {partitions('verification')}, processed "
+          f"{signups(len(verified))}")
+    together = analysed + verified
+    # A signup of an earlier run processed again would show here as one not new.
+    each_once = len(set(together)) == len(together) and set(together) == set(new_signups)
+    print(f"  together: {signups(len(together))}, "
+          + ("each new one once" if each_once else "NOT each new one once"))
     offsets = admin.list_consumer_group_offsets('analytics-group')
-    print("analytics-group committed: "
-          + ", ".join(f"{tp.topic}-{tp.partition}={om.offset}" for tp, om in sorted(offsets.items())))
+    print("analytics-group committed: " + ", ".join(
+        f"{tp.topic}-{tp.partition}={om.offset}" for tp, om in sorted(offsets.items())))
     admin.close()
+    if not each_once:
+        raise SystemExit("the group did not process every new signup exactly once")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""Docs cannot drift: every Python example in README.md and docs/getting-started.md runs,
-and the quickstart runs."""
+"""Docs cannot drift: every Python example in README.md, docs/getting-started.md and
+docs/groups.md runs, and the quickstart runs."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ README = ROOT / "README.md"
 BLOCKS = python_blocks(README)
 GUIDE = ROOT / "docs" / "getting-started.md"
 GUIDE_BLOCKS = python_blocks(GUIDE)
+GROUPS = ROOT / "docs" / "groups.md"
+GROUPS_BLOCKS = python_blocks(GROUPS)
 
 
 def test_readme_has_examples():
@@ -42,7 +44,23 @@ def test_getting_started_has_examples():
 
 @pytest.mark.parametrize("index", range(len(GUIDE_BLOCKS)))
 def test_getting_started_example_runs(index, tmp_path, monkeypatch):
-    block = GUIDE_BLOCKS[index]
+    run_guide_block(GUIDE_BLOCKS[index], f"docs/getting-started.md example {index + 1}",
+                    tmp_path, monkeypatch)
+
+
+def test_groups_has_examples():
+    assert len(GROUPS_BLOCKS) >= 4
+
+
+@pytest.mark.parametrize("index", range(len(GROUPS_BLOCKS)))
+def test_groups_example_runs(index, tmp_path, monkeypatch):
+    run_guide_block(GROUPS_BLOCKS[index], f"docs/groups.md example {index + 1}",
+                    tmp_path, monkeypatch)
+
+
+def run_guide_block(block: str, name: str, tmp_path: pathlib.Path,
+                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run one example of a guide in its own directory, as a reader would."""
     monkeypatch.chdir(tmp_path)
     # A block that starts another Python process needs strom importable there too.
     path = os.environ.get("PYTHONPATH")
@@ -52,8 +70,8 @@ def test_getting_started_example_runs(index, tmp_path, monkeypatch):
     data_dir = tmp_path / "strom-data"
     data_dir.mkdir()
     monkeypatch.setenv("STROM_DATA_DIR", str(data_dir))
-    code = compile(block, f"docs/getting-started.md example {index + 1}", "exec")
-    exec(code, {"__name__": "__getting_started__"})
+    code = compile(block, name, "exec")
+    exec(code, {"__name__": "__guide__"})
 
 
 def test_quickstart_runs(tmp_path):

@@ -23,6 +23,8 @@ from .storage import Log, Partition, RecoveryResult, Topic
 from .storage import open_log as open
 from .client.producer import FutureRecordMetadata, Producer
 from .client.consumer import Consumer, ConsumerRebalanceListener, RecordColumns
+from .client.group import (ConsumerGroup, GroupDescription, MemberDescription, PartitionLag,
+                           RunResult)
 
 __version__ = "0.1.0"
 
@@ -35,6 +37,11 @@ __all__ = [
     "ConsumerRecord",
     "ConsumerRebalanceListener",
     "RecordColumns",
+    "ConsumerGroup",
+    "GroupDescription",
+    "MemberDescription",
+    "PartitionLag",
+    "RunResult",
     "OffsetAndMetadata",
     "OffsetAndTimestamp",
     "TopicPartition",

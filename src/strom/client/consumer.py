@@ -1032,7 +1032,16 @@ class Consumer:
             left = min(left, _METADATA_REFRESH_S)
         if self._auto_commit:  # wake when the next auto-commit is due
             left = min(left, max(0.0, self._next_auto_commit - now))
-        self._waiter.wait(seen, left)
+        m = self._membership
+        if m is None:
+            self._waiter.wait(seen, left)
+            return True
+        m.waiting = True  # waiting in poll is not being stuck (max_poll_interval_ms)
+        try:
+            self._waiter.wait(seen, left)
+        finally:
+            m.waiting = False
+            m.polled()
         return True
 
     @staticmethod

@@ -26,6 +26,7 @@ from __future__ import annotations
 from ..errors import (
     CommitFailedError,
     CorruptRecordError,
+    InconsistentGroupProtocolError,
     IllegalArgumentError,
     IllegalStateError,
     InvalidConfigError,
@@ -47,6 +48,7 @@ __all__ = [
     "GroupIdNotFoundError",
     "IllegalArgumentError",
     "IllegalStateError",
+    "InconsistentGroupProtocolError",
     "InvalidConfigurationError",
     "InvalidPartitionsError",
     "InvalidReplicationFactorError",

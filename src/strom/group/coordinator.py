@@ -115,6 +115,8 @@ class GroupState:
     owned: Mapping[str, tuple[TopicPartition, ...]] = dataclasses.field(default_factory=dict)
     #: Members put out of the group while alive (member id -> incarnation).
     fenced: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: The partition count of each subscribed topic, as this generation saw it.
+    partitions: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     def owner(self, tp: TopicPartition) -> str | None:
         """The member that claims ``tp``, or None."""
@@ -145,7 +147,7 @@ class GroupState:
                             list(m.assignors), m.session_timeout_ms, m.departed_ms]
                         for k, m in self.members.items()},
             "assignment": tps(self.assignment), "owned": tps(self.owned),
-            "fenced": dict(self.fenced)})
+            "fenced": dict(self.fenced), "partitions": dict(self.partitions)})
         return xxhash.xxh64_digest(body) + body
 
     @classmethod
@@ -166,28 +168,35 @@ class GroupState:
                                            int(v[5]), v[6])
                        for k, v in d["members"].items()}
             return cls(int(d["generation"]), d["protocol"], members, tps(d["assignment"]),
-                       tps(d["owned"]), {str(k): str(v) for k, v in d["fenced"].items()})
-        except (KeyError, TypeError, IndexError, AttributeError, msgpack.UnpackException) as exc:
+                       tps(d["owned"]), {str(k): str(v) for k, v in d["fenced"].items()},
+                       {str(k): int(v) for k, v in d["partitions"].items()})
+        except (KeyError, TypeError, IndexError, AttributeError, OverflowError,
+                msgpack.UnpackException) as exc:
             raise ValueError(f"malformed state: {exc}") from None
 
 
 def _protocol(members: Mapping[str, MemberState], current: str | None) -> str | None:
-    """The assignor every member supports: the current one if still shared, else the first
-    of the longest-standing member's preferences (Kafka picks by the members' votes)."""
+    """The assignor the group uses: of those every member supports, the one most members
+    prefer (Kafka's vote); a tie keeps the current one, else goes to the earlier name.
+
+    So a rolling restart that moves every member to a new first choice
+    (listing the old one second) moves the group to it.
+    """
     if not members:
         return None
     shared = set.intersection(*(set(m.assignors) for m in members.values()))
-    if current in shared:
-        return current
-    for name in next(iter(members.values())).assignors:
-        if name in shared:
-            return name
-    return None
+    if not shared:
+        return None
+    votes = dict.fromkeys(sorted(shared), 0)
+    for m in members.values():
+        votes[next(a for a in m.assignors if a in shared)] += 1
+    return max(votes, key=lambda a: (votes[a], a == current, -sorted(shared).index(a)))
 
 
 def reconcile(state: GroupState, live: Mapping[str, Mapping[str, Any]],
               partitions: Mapping[str, int], now_ms: int,
-              assignors: Mapping[str, Assignor] | None = None) -> GroupState:
+              assignors: Mapping[str, Assignor] | None = None, *,
+              since: GroupState | None = None) -> GroupState:
     """The group's next state, given who is alive now: the rebalance, as a pure function.
 
     ``live``: the live members' descriptions by id (``incarnation``,
@@ -196,8 +205,12 @@ def reconcile(state: GroupState, live: Mapping[str, Mapping[str, Any]],
     their claims; a static member's place is kept for its session timeout;
     a member whose heartbeat is older than its session timeout is fenced.
     The assignor's target is then given out, except partitions another
-    member still claims.  The generation moves when membership or the
-    assignment changes.  Returns ``state`` itself when nothing changes.
+    member still claims.  The generation moves when a rebalance starts: the
+    members, their subscriptions, the protocol or the partition counts
+    change (handing over a released partition completes the rebalance of
+    the same generation).  ``since``: the state to compare with for that,
+    when ``state`` already carries a member's own change (its join, leave or
+    new subscription).  Returns ``state`` itself when nothing changes.
     """
     members = dict(state.members)
     owned = dict(state.owned)
@@ -209,8 +222,6 @@ def reconcile(state: GroupState, live: Mapping[str, Mapping[str, Any]],
         if inc == ms.incarnation:
             assert info is not None
             if now_ms - int(info.get("heartbeat_ms", now_ms)) > ms.session_timeout_ms:
-                log_.warning("group member %s sent no heartbeat for %d ms: fenced", mid,
-                             now_ms - int(info.get("heartbeat_ms", now_ms)))
                 del members[mid]
                 owned.pop(mid, None)
                 fenced[mid] = ms.incarnation
@@ -233,9 +244,15 @@ def reconcile(state: GroupState, live: Mapping[str, Mapping[str, Any]],
 
     protocol = _protocol(members, state.protocol)
     assignment: dict[str, tuple[TopicPartition, ...]] = {}
-    if members and protocol is not None:
-        assignor = (assignors or {}).get(protocol) or ASSIGNORS[protocol]()
-        counts = {t: partitions[t] for m in members.values() for t in m.topics if t in partitions}
+    counts = {t: partitions[t] for m in members.values() for t in m.topics if t in partitions}
+    assignor = (assignors or {}).get(protocol) if protocol is not None else None
+    if assignor is None and protocol in ASSIGNORS:
+        assignor = ASSIGNORS[protocol]()
+    if members and protocol is not None and assignor is None:
+        # A user's assignor this process does not have (only its members do):
+        # everyone keeps what it claims until a member that knows it decides.
+        assignment = {mid: tuple(sorted(owned.get(mid, ()))) for mid in members}
+    elif members and assignor is not None:
         subs = {mid: Subscription(frozenset(ms.topics), owned.get(mid, ()), state.generation)
                 for mid, ms in members.items()}
         target = assignor.assign(counts, subs)
@@ -243,10 +260,13 @@ def reconcile(state: GroupState, live: Mapping[str, Mapping[str, Any]],
         for mid in members:
             assignment[mid] = tuple(sorted(tp for tp in target.get(mid, ())
                                            if claimed.get(tp, mid) == mid))
-    generation = state.generation
-    if members.keys() != state.members.keys() or assignment != dict(state.assignment):
+    before = state if since is None else since
+    generation = before.generation
+    if (protocol != before.protocol or counts != dict(before.partitions)
+            or {k: m.topics for k, m in members.items()}
+            != {k: m.topics for k, m in before.members.items()}):
         generation += 1
-    new = GroupState(generation, protocol, members, assignment, owned, fenced)
+    new = GroupState(generation, protocol, members, assignment, owned, fenced, counts)
     return state if new == state else new
 
 
@@ -338,16 +358,15 @@ class GroupStore:
         return waiter
 
     def remove(self) -> None:
-        """Delete the group's directory (state and member files)."""
+        """Forget the group's state (call with no live member).
+
+        The lock files stay: another process may hold one open, and a lock
+        on a removed file would exclude nobody.
+        """
         with self.locked():
             self.fs.unlink(os.path.join(self.path, _STATE))
             self._cached = None
             self.signal.fire()
-        self.fs.rmtree(self.path)
-        with self._mutex:
-            if self._file_lock is not None:
-                self._file_lock.close()
-                self._file_lock = None
 
 
 class _Locked:
@@ -360,10 +379,16 @@ class _Locked:
         store = self.store
         store._mutex.acquire()
         try:
-            if store._file_lock is None:
-                store.fs.makedirs(store.path)
-                store._file_lock = store.fs.lock(os.path.join(store.path, _STATE_LOCK))
-            store._file_lock.acquire()
+            while True:
+                if store._file_lock is None:
+                    store.fs.makedirs(store.path)
+                    store._file_lock = store.fs.lock(os.path.join(store.path, _STATE_LOCK))
+                store._file_lock.acquire()
+                if store._file_lock.is_current():
+                    break
+                # The directory was removed and made again: lock the file that is there now.
+                store._file_lock.close()
+                store._file_lock = None
         except BaseException:
             store._mutex.release()
             raise
@@ -446,6 +471,8 @@ class Membership:
         self.member_id = ""
         self.changed = True  # the consumer's next look syncs
         self._last_poll = monotonic_ms()
+        #: True while the consumer waits inside poll() (not stuck, however long).
+        self.waiting = False
         self._seen_stamp: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -482,7 +509,7 @@ class Membership:
             members = {**state.members, self.member_id: self._me()}
             fenced = {k: v for k, v in state.fenced.items() if k != self.member_id}
             entered = dataclasses.replace(state, members=members, fenced=fenced)
-            return self._reconcile(entered)
+            return self._reconcile(entered, since=state)
         try:
             self.store.update(enter)
         except BaseException:
@@ -490,12 +517,13 @@ class Membership:
             raise
         self.changed = True
 
-    def _reconcile(self, state: GroupState, live: Mapping[str, Any] | None = None) -> GroupState:
+    def _reconcile(self, state: GroupState, live: Mapping[str, Any] | None = None, *,
+                   since: GroupState | None = None) -> GroupState:
         if live is None:
             live = self.members.live()
         topics = {t for m in state.members.values() for t in m.topics}
         return reconcile(state, live, partition_counts(self.log, topics), monotonic_ms(),
-                         self._assignor_objects)
+                         self._assignor_objects, since=since)
 
     def rejoin(self) -> None:
         """After being put out of the group: a fresh member file and a fresh entry."""
@@ -514,7 +542,7 @@ class Membership:
             if not state.is_member(self.member_id, self.incarnation):
                 return state
             members = {**state.members, self.member_id: self._me()}
-            return self._reconcile(dataclasses.replace(state, members=members))
+            return self._reconcile(dataclasses.replace(state, members=members), since=state)
         self.store.update(change)
 
     def refresh(self) -> None:
@@ -540,7 +568,8 @@ class Membership:
                     return state
                 members = {k: v for k, v in state.members.items() if k != self.member_id}
                 owned = {k: v for k, v in state.owned.items() if k != self.member_id}
-                return self._reconcile(dataclasses.replace(state, members=members, owned=owned))
+                return self._reconcile(dataclasses.replace(state, members=members, owned=owned),
+                                       since=state)
             try:
                 self.store.update(out)
             except LogClosedError:
@@ -629,7 +658,10 @@ class Membership:
         next_beat = 0
         try:
             while not self._stop.is_set():
-                token = waiter.prepare()
+                try:
+                    token = waiter.prepare()
+                except OSError:  # closed under us (interpreter exit)
+                    break
                 now = monotonic_ms()
                 if now >= next_beat and self._member is not None:
                     self._member.heartbeat(now)
@@ -649,12 +681,17 @@ class Membership:
 
     def _tick(self, now: int) -> int:
         """Reconcile if anything changed; wake the consumer on a new state; the next deadline."""
-        if now - self._last_poll > self.max_poll_ms:
+        if not self.waiting and now - self._last_poll > self.max_poll_ms:
             self._leave_stuck(now)
         state = self.store.read()
         live = self.members.live()
         if self._reconcile(state, live) is not state:
+            before = state
             state = self.store.update(self._reconcile)
+            for mid in state.fenced.keys() - before.fenced.keys():
+                if mid != self.member_id:
+                    log_.warning("group %r: member %s sent no heartbeat for its session timeout: "
+                                 "put out of the group", self.group_id, mid)
         stamp = self.store._cached[0] if self.store._cached else None
         if stamp != self._seen_stamp:
             self._seen_stamp = stamp
@@ -678,7 +715,7 @@ class Membership:
             owned = {k: v for k, v in state.owned.items() if k != self.member_id}
             fenced = {**state.fenced, self.member_id: self.incarnation}
             return self._reconcile(dataclasses.replace(state, members=members, owned=owned,
-                                                       fenced=fenced))
+                                                       fenced=fenced), since=state)
         self.store.update(out)
         self._last_poll = now  # once per interval
 

@@ -141,7 +141,7 @@ class GroupMembers:
             lock.acquire()
         try:
             member = Member(self, member_id, lock, final)
-            member.heartbeat(int(time.time() * 1000))
+            member.heartbeat(int(time.monotonic() * 1000))  # the group clock
             member.describe({**info, "member_id": member_id, "pid": os.getpid(),
                              "host": socket.gethostname()})
             with self._lock, self._locked():
