@@ -53,13 +53,14 @@ import weakref
 from itertools import repeat
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
-from ..errors import (IllegalArgumentError, IllegalStateError, InvalidConfigError,
+from ..errors import (CommitFailedError, IllegalArgumentError, IllegalStateError, InvalidConfigError,
                       LogClosedError, NoOffsetForPartitionError, OffsetOutOfRangeError,
                       RecordDeserializationError, StromError,
                       UnknownTopicOrPartitionError)
 from ..config import validate_topic_name
 from ..group.assignors import ASSIGNORS, Assignor, resolve_assignor
-from ..group.coordinator import Membership
+from ..group.coordinator import LOCK_TIMEOUT_S, GroupStore, Membership
+from ..group.members import GroupMembers
 from ..group.offsets import OFFSETS_TOPIC, offset_store
 from ..records import (LOG_APPEND_TIME, ConsumerRecord, OffsetAndMetadata, OffsetAndTimestamp,
                        TopicPartition)
@@ -778,13 +779,39 @@ class Consumer:
         return todo
 
     def _store_commit(self, store: Any, todo: Mapping[TopicPartition, OffsetAndMetadata]) -> None:
-        """Append the commit; a group member's only for partitions it still owns."""
-        def commit() -> None:
-            store.commit(self._group_id, todo, acks=self.config["commit_acks"])
+        """Append the commit; a group member's only for partitions it still owns.
+
+        A member appends under the group lock, but fsyncs after letting it
+        go (the commit returns after both): the lock is held for
+        microseconds, not for a disk flush.
+        """
+        acks = self.config["commit_acks"]
         if self._membership is None:
-            commit()
-        else:
-            self._membership.fenced_commit(todo, commit)
+            self._outside_commit(store, todo, acks)
+            return
+        durable = acks in ("all", -1)
+        self._membership.fenced_commit(
+            todo, lambda: store.commit(self._group_id, todo, acks=1 if durable else acks))
+        if durable:
+            store.flush()
+
+    def _outside_commit(self, store: Any, todo: Mapping[TopicPartition, OffsetAndMetadata],
+                        acks: Any) -> None:
+        """A commit by a consumer outside the group (assign()): only while it has no member.
+
+        As Kafka's coordinator answers UNKNOWN_MEMBER_ID to a commit from a
+        non-member of a group with members, so a manually assigned consumer
+        cannot overwrite a live member's progress.
+        """
+        group_store = GroupStore(self._log, self._group_id)
+        with group_store.locked(LOCK_TIMEOUT_S):
+            live = GroupMembers(self._log, self._group_id).live()
+            if live:
+                raise CommitFailedError(
+                    f"commit refused: group {self._group_id!r} has live members "
+                    f"({', '.join(sorted(live))}) and this consumer, using assign(), is not one "
+                    f"of them; give it a group_id of its own")
+            store.commit(self._group_id, todo, acks=acks)
 
     def commit_async(self, offsets: Mapping[TopicPartition, OffsetAndMetadata | int] | None = None,
                      callback: Callable[[Any, Any], None] | None = None) -> concurrent.futures.Future:

@@ -21,7 +21,8 @@ it takes the lock and writes the result.  So a kill -9 is absorbed within
 milliseconds, by whichever member sees it first.
 
 Safety: a partition is given to a member only when no other member claims
-it.  A member claims partitions of its assignment under the lock, and only
+it (with an eager assignor, a member's whole assignment is given at once,
+when all of it is free: Kafka's eager rebalance barrier).  A member claims partitions of its assignment under the lock, and only
 if the generation it read is still current; it releases a partition after
 its ``on_partitions_revoked`` has run.  When a rebalance moves a partition,
 the new assignment leaves it out until its old owner releases it, and the
@@ -58,7 +59,8 @@ import msgpack
 import xxhash
 
 from ..errors import (CommitFailedError, IllegalStateError, InconsistentGroupProtocolError,
-                      LogClosedError, StromError, UnknownTopicOrPartitionError)
+                      LogClosedError, StromError, StromTimeoutError,
+                      UnknownTopicOrPartitionError)
 from ..records import TopicPartition
 from ..storage import Log
 from ..storage.fs import FileSystem
@@ -78,6 +80,11 @@ MAX_STATE_BYTES = 64 * 1024 * 1024
 #: inotify events that mean the group changed: a state write, a member's
 #: file closed by its holder (leave or death), a file removed.
 _GROUP_EVENTS = IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE
+#: How long a watcher waits for the group lock before trying again later (it
+#: must go on beating while a stopped process holds the lock).
+_WATCHER_LOCK_S = 0.05
+#: How long a consumer's claim or commit waits for the group lock.
+LOCK_TIMEOUT_S = 30.0
 
 
 def monotonic_ms() -> int:
@@ -258,8 +265,10 @@ def reconcile(state: GroupState, live: Mapping[str, Mapping[str, Any]],
         target = assignor.assign(counts, subs)
         claimed = {tp: mid for mid, tps in owned.items() for tp in tps}
         for mid in members:
-            assignment[mid] = tuple(sorted(tp for tp in target.get(mid, ())
-                                           if claimed.get(tp, mid) == mid))
+            free = tuple(sorted(tp for tp in target.get(mid, ()) if claimed.get(tp, mid) == mid))
+            if not assignor.cooperative and len(free) < len(target.get(mid, ())):
+                free = ()  # eager: the whole assignment at once, when all of it is free
+            assignment[mid] = free
     before = state if since is None else since
     generation = before.generation
     if (protocol != before.protocol or counts != dict(before.partitions)
@@ -331,18 +340,23 @@ class GroupStore:
         self._cached = (stamp, state)
         return state
 
-    def locked(self) -> _Locked:
-        """``with store.locked():`` changes of this group are excluded (every process)."""
-        return _Locked(self)
+    def locked(self, timeout: float | None = None) -> _Locked:
+        """``with store.locked():`` changes of this group are excluded (every process).
+
+        With ``timeout`` (seconds), StromTimeoutError if the lock is not had
+        by then (its holder may be a stopped process).
+        """
+        return _Locked(self, timeout)
 
     def write(self, state: GroupState) -> None:
         """Replace the state (call with the lock held)."""
         self.fs.write_atomic(os.path.join(self.path, _STATE), state.encode(), durable=False)
         self.signal.fire()
 
-    def update(self, change: Callable[[GroupState], GroupState]) -> GroupState:
+    def update(self, change: Callable[[GroupState], GroupState],
+               timeout: float | None = None) -> GroupState:
         """Apply ``change`` to the current state under the lock; write it if it differs."""
-        with self.locked():
+        with self.locked(timeout):
             state = self.read()
             new = change(state)
             if new is not state and new != state:
@@ -370,20 +384,39 @@ class GroupStore:
 
 
 class _Locked:
-    __slots__ = ("store",)
+    __slots__ = ("store", "timeout")
 
-    def __init__(self, store: GroupStore) -> None:
+    def __init__(self, store: GroupStore, timeout: float | None) -> None:
         self.store = store
+        self.timeout = timeout
+
+    def _timed_out(self) -> StromTimeoutError:
+        return StromTimeoutError(
+            f"group {self.store.group_id!r}: its lock was not free for {self.timeout} s (is a "
+            f"member process stopped while holding it?)")
+
+    def _acquire(self, lock: Any) -> None:
+        if self.timeout is None:
+            lock.acquire()
+            return
+        deadline = time.monotonic() + self.timeout
+        pause = 0.0002
+        while not lock.acquire(blocking=False):
+            if time.monotonic() >= deadline:
+                raise self._timed_out()
+            time.sleep(pause)
+            pause = min(pause * 2, 0.005)
 
     def __enter__(self) -> GroupStore:
         store = self.store
-        store._mutex.acquire()
+        if not store._mutex.acquire(timeout=-1 if self.timeout is None else self.timeout):
+            raise self._timed_out()
         try:
             while True:
                 if store._file_lock is None:
                     store.fs.makedirs(store.path)
                     store._file_lock = store.fs.lock(os.path.join(store.path, _STATE_LOCK))
-                store._file_lock.acquire()
+                self._acquire(store._file_lock)
                 if store._file_lock.is_current():
                     break
                 # The directory was removed and made again: lock the file that is there now.
@@ -624,7 +657,7 @@ class Membership:
                 mine |= granted
             owned = {**state.owned, self.member_id: tuple(sorted(mine))}
             return self._reconcile(dataclasses.replace(state, owned=owned))
-        new = self.store.update(change)
+        new = self.store.update(change, LOCK_TIMEOUT_S)
         self.changed = True  # look again: the generation may have moved meanwhile
         return new, set(granted)
 
@@ -635,7 +668,7 @@ class Membership:
         from a member of an old generation.
         """
         self._check_process()
-        with self.store.locked():
+        with self.store.locked(LOCK_TIMEOUT_S):
             state = self.store.read()
             if not self.in_group(state):
                 raise CommitFailedError(
@@ -687,7 +720,10 @@ class Membership:
         live = self.members.live()
         if self._reconcile(state, live) is not state:
             before = state
-            state = self.store.update(self._reconcile)
+            try:
+                state = self.store.update(self._reconcile, _WATCHER_LOCK_S)
+            except StromTimeoutError:
+                return now + 5  # busy (or held by a stopped process): beat, and try again soon
             for mid in state.fenced.keys() - before.fenced.keys():
                 if mid != self.member_id:
                     log_.warning("group %r: member %s sent no heartbeat for its session timeout: "
@@ -716,7 +752,10 @@ class Membership:
             fenced = {**state.fenced, self.member_id: self.incarnation}
             return self._reconcile(dataclasses.replace(state, members=members, owned=owned,
                                                        fenced=fenced), since=state)
-        self.store.update(out)
+        try:
+            self.store.update(out, _WATCHER_LOCK_S)
+        except StromTimeoutError:
+            return  # the next tick tries again
         self._last_poll = now  # once per interval
 
     def __repr__(self) -> str:

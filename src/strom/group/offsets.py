@@ -150,6 +150,13 @@ class OffsetStore:
             p.append(values, keys, acks=acks, atomic=True)
             self._catch_up()
 
+    def flush(self) -> None:
+        """fsync the commits appended so far (after commits with ``acks=1``)."""
+        with self._lock:
+            p = self._offsets_partition(create=False)
+            if p is not None:
+                p.flush()
+
     def delete(self, group: str, partitions: Iterable[TopicPartition] | None = None) -> None:
         """Forget ``group``'s offsets (of ``partitions``, or all), durably."""
         with self._lock:
