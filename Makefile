@@ -29,10 +29,12 @@ soak: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/storage.py
 	$(PY) benchmarks/client.py
+	$(PY) benchmarks/groups.py
 
 bench-quick: $(STAMP)
 	$(PY) benchmarks/storage.py --quick
 	$(PY) benchmarks/client.py --quick
+	$(PY) benchmarks/groups.py --quick
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis

@@ -367,7 +367,7 @@ class GroupStore:
         """A waiter that wakes on this group's changes (any process)."""
         self.fs.makedirs(self.members_path)
         waiter = self.fs.tail_waiter(self.signal)
-        waiter.watch(self.path, _GROUP_EVENTS)
+        waiter.watch(self.path, IN_MOVED_TO)  # a new state (not its temp file's close)
         waiter.watch(self.members_path, _GROUP_EVENTS)
         return waiter
 
