@@ -59,7 +59,7 @@ from ..errors import (CommitFailedError, IllegalArgumentError, IllegalStateError
                       UnknownTopicOrPartitionError)
 from ..config import validate_topic_name
 from ..group.assignors import ASSIGNORS, Assignor, resolve_assignor
-from ..group.coordinator import LOCK_TIMEOUT_S, GroupStore, Membership
+from ..group.coordinator import LOCK_TIMEOUT_S, GroupStore, Membership, monotonic_ms
 from ..group.members import GroupMembers
 from ..group.offsets import OFFSETS_TOPIC, offset_store
 from ..records import (LOG_APPEND_TIME, ConsumerRecord, OffsetAndMetadata, OffsetAndTimestamp,
@@ -364,6 +364,7 @@ class Consumer:
         self._closed = False
         self._membership: Membership | None = None
         self._leave_at_gc: Any = None
+        self._outside_store: GroupStore | None = None  # commits outside a group (assign())
         self._generation = -1
         self._metrics = {"records-consumed-total": 0, "bytes-consumed-total": 0, "fetch-total": 0,
                          "commit-total": 0}
@@ -803,13 +804,27 @@ class Consumer:
         non-member of a group with members, so a manually assigned consumer
         cannot overwrite a live member's progress.
         """
-        group_store = GroupStore(self._log, self._group_id)
+        group_store = self._outside_store
+        if group_store is None:
+            group_store = self._outside_store = GroupStore(self._log, self._group_id)
+        if not self._log.fs.exists(group_store.path):
+            store.commit(self._group_id, todo, acks=acks)  # a group that never had a member
+            return
         with group_store.locked(LOCK_TIMEOUT_S):
-            live = GroupMembers(self._log, self._group_id).live()
-            if live:
+            members = GroupMembers(self._log, self._group_id)
+            try:
+                holders = sorted(members.live())
+            finally:
+                members.close()
+            now = monotonic_ms()
+            holders += sorted(  # static members away, whose places are kept for them
+                mid for mid, ms in group_store.read().members.items()
+                if ms.instance_id is not None and mid not in holders and (
+                    ms.departed_ms is None or now - ms.departed_ms <= ms.session_timeout_ms))
+            if holders:
                 raise CommitFailedError(
-                    f"commit refused: group {self._group_id!r} has live members "
-                    f"({', '.join(sorted(live))}) and this consumer, using assign(), is not one "
+                    f"commit refused: group {self._group_id!r} has members "
+                    f"({', '.join(holders)}) and this consumer, using assign(), is not one "
                     f"of them; give it a group_id of its own")
             store.commit(self._group_id, todo, acks=acks)
 
@@ -1301,6 +1316,8 @@ class Consumer:
             self._states.clear()
             self._fetchable = []
             self._leave_group()
+            if self._outside_store is not None:
+                self._outside_store.close()
             self._closed = True
             self._waiter.wake()
             self._waiter.close()

@@ -159,27 +159,60 @@ class GroupState:
 
     @classmethod
     def decode(cls, data: bytes) -> GroupState:
-        """Parse a state file; ValueError if it is damaged."""
+        """Parse a state file; ValueError if it is damaged (any field of the wrong type)."""
         if len(data) < 8 or xxhash.xxh64_digest(data[8:]) != data[:8]:
             raise ValueError("checksum mismatch")
         try:
             d = msgpack.unpackb(data[8:], max_bin_len=0, max_str_len=1 << 20,
                                 max_array_len=1 << 20, max_map_len=1 << 20)
-            if d.get("v") != _VERSION:
-                raise ValueError(f"unknown state version {d.get('v')!r}")
-
-            def tps(m: Mapping[str, Any]) -> dict[str, tuple[TopicPartition, ...]]:
-                return {str(k): tuple(TopicPartition(str(t), int(p)) for t, p in v)
-                        for k, v in m.items()}
-            members = {str(k): MemberState(tuple(v[0]), str(v[1]), v[2], str(v[3]), tuple(v[4]),
-                                           int(v[5]), v[6])
-                       for k, v in d["members"].items()}
-            return cls(int(d["generation"]), d["protocol"], members, tps(d["assignment"]),
-                       tps(d["owned"]), {str(k): str(v) for k, v in d["fenced"].items()},
-                       {str(k): int(v) for k, v in d["partitions"].items()})
-        except (KeyError, TypeError, IndexError, AttributeError, OverflowError,
-                msgpack.UnpackException) as exc:
+        except (ValueError, TypeError, OverflowError, msgpack.UnpackException) as exc:
             raise ValueError(f"malformed state: {exc}") from None
+        _want(isinstance(d, dict) and d.get("v") == _VERSION, "unknown state version")
+        generation, protocol = d.get("generation"), d.get("protocol")
+        _want(_is_int(generation) and generation >= 0, "generation")
+        _want(protocol is None or isinstance(protocol, str), "protocol")
+        members = {}
+        for k, v in _str_map(d.get("members"), "members").items():
+            _want(isinstance(v, list) and len(v) == 7, "member")
+            topics, inc, inst, client, assignors, session, departed = v
+            _want(_strs(topics) and isinstance(inc, str) and (inst is None or isinstance(inst, str))
+                  and isinstance(client, str) and _strs(assignors) and bool(assignors)
+                  and _is_int(session) and session > 0
+                  and (departed is None or _is_int(departed)), f"member {k!r}")
+            members[k] = MemberState(tuple(topics), inc, inst, client, tuple(assignors), session,
+                                     departed)
+
+        def tps(name: str) -> dict[str, tuple[TopicPartition, ...]]:
+            out = {}
+            for k, v in _str_map(d.get(name), name).items():
+                _want(isinstance(v, list) and all(
+                    isinstance(x, list) and len(x) == 2 and isinstance(x[0], str)
+                    and _is_int(x[1]) and x[1] >= 0 for x in v), name)
+                out[k] = tuple(TopicPartition(t, p) for t, p in v)
+            return out
+        fenced = _str_map(d.get("fenced"), "fenced")
+        _want(all(isinstance(v, str) for v in fenced.values()), "fenced")
+        counts = _str_map(d.get("partitions", {}), "partitions")
+        _want(all(_is_int(v) and v >= 0 for v in counts.values()), "partitions")
+        return cls(generation, protocol, members, tps("assignment"), tps("owned"), fenced, counts)
+
+
+def _want(ok: bool, what: str) -> None:
+    if not ok:
+        raise ValueError(f"malformed state: bad {what}")
+
+
+def _is_int(x: Any) -> bool:
+    return type(x) is int and -(1 << 63) <= x < (1 << 64)
+
+
+def _strs(x: Any) -> bool:
+    return isinstance(x, list) and all(isinstance(t, str) for t in x)
+
+
+def _str_map(x: Any, what: str) -> dict[str, Any]:
+    _want(isinstance(x, dict) and all(isinstance(k, str) for k in x), what)
+    return x
 
 
 def _protocol(members: Mapping[str, MemberState], current: str | None) -> str | None:
@@ -362,6 +395,13 @@ class GroupStore:
             if new is not state and new != state:
                 self.write(new)
             return new
+
+    def close(self) -> None:
+        """Close the lock file this object keeps open (it opens it again if used)."""
+        with self._mutex:
+            if self._file_lock is not None:
+                self._file_lock.close()
+                self._file_lock = None
 
     def waiter(self) -> TailWaiter:
         """A waiter that wakes on this group's changes (any process)."""
@@ -611,6 +651,8 @@ class Membership:
                 log_.warning("group %r: leaving: %s", self.group_id, exc)
         self._member.leave()
         self.store.signal.fire()  # in this process, as inotify tells the others
+        self.store.close()
+        self.members.close()
 
     # -- what the consumer calls ----------------------------------------------------------------
 
@@ -735,9 +777,12 @@ class Membership:
             if self._on_change is not None:
                 self._on_change()
         deadline = self._last_poll + self.max_poll_ms + 1
-        for m in state.members.values():
+        for mid, m in state.members.items():
             if m.departed_ms is not None:
                 deadline = min(deadline, m.departed_ms + m.session_timeout_ms + 1)
+            elif mid in live and mid != self.member_id:  # look again when its session runs out
+                beat = int(live[mid].get("heartbeat_ms", now))
+                deadline = min(deadline, max(beat + m.session_timeout_ms + 1, now + 1))
         return deadline
 
     def _leave_stuck(self, now: int) -> None:

@@ -123,6 +123,13 @@ class GroupMembers:
             self._dir_lock = self.fs.lock(os.path.join(os.path.dirname(self.path), "members.lock"))
         return self._dir_lock
 
+    def close(self) -> None:
+        """Close the directory lock this object keeps open (it opens it again if used)."""
+        with self._lock:
+            if self._dir_lock is not None:
+                self._dir_lock.close()
+                self._dir_lock = None
+
     def join(self, info: dict[str, Any], member_id: str | None = None) -> Member:
         """Become a member (described by ``info``); returns the held membership.
 
