@@ -35,7 +35,11 @@ from strom.errors import (
     StromError,
     UnknownTopicOrPartitionError,
 )
-from strom.storage import MemoryFileSystem
+
+from logfixtures import consumers, log_fixture, two_logs_fixture  # noqa: F401 (fixtures)
+
+log = log_fixture(3)
+two_logs = two_logs_fixture(3)
 
 #: The longest any wait for records may take before the test fails.
 TIMEOUT_MS = 10_000
@@ -47,47 +51,10 @@ TP0, TP1, TP2 = (TopicPartition("t", i) for i in range(3))
 ALL = {TP0, TP1, TP2}
 
 
-@pytest.fixture(params=["memory", "directory"])
-def log(request, tmp_path):
-    """A log with topic ``t`` of three empty partitions, in memory or in a directory."""
-    lg = strom.open(":memory:" if request.param == "memory" else tmp_path / "data")
-    lg.create_topic("t", partitions=3)
-    yield lg
-    lg.close()
 
 
-@pytest.fixture
-def consumers():
-    """Consumers made by a test are closed at its end."""
-    made = []
-
-    def make(lg, *topics, **config):
-        c = strom.Consumer(lg, *topics, **config)
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        try:
-            c.close(autocommit=False)
-        except StromError:
-            pass
 
 
-@pytest.fixture(params=["memory", "directory"])
-def two_logs(request, tmp_path):
-    """Two Log objects on one log: a shared memory tree, or one directory."""
-    if request.param == "memory":
-        fs = MemoryFileSystem()
-        opener = lambda: strom.open("/data", fs=fs)
-    else:
-        opener = lambda: strom.open(tmp_path / "data")
-    a = opener()
-    a.create_topic("t", partitions=3)
-    b = opener()
-    yield a, b
-    b.close()
-    a.close()
 
 
 def fill(lg, partition, n, *, topic="t", start=0, **kw):

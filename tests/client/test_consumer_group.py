@@ -39,6 +39,10 @@ from strom.errors import (GroupNotEmptyError, IllegalArgumentError, InvalidConfi
 from strom.group.assignors import RangeAssignor
 from strom.group.offsets import offset_store
 
+from logfixtures import consumers, log_fixture  # noqa: F401 (fixtures)
+
+log = log_fixture(3)
+
 TP = TopicPartition
 TP0, TP1, TP2 = (TP("t", i) for i in range(3))
 ALL = frozenset({TP0, TP1, TP2})
@@ -52,13 +56,6 @@ CHILD_SCRIPT = Path(__file__).resolve().parent / "group_run_child.py"
 children = childproc.children_fixture(CHILD_SCRIPT)
 
 
-@pytest.fixture(params=["memory", "directory"])
-def log(request, tmp_path):
-    """A log with topic ``t`` of three empty partitions, in memory or in a directory."""
-    lg = strom.open(":memory:" if request.param == "memory" else tmp_path / "data")
-    lg.create_topic("t", partitions=3)
-    yield lg
-    lg.close()
 
 
 @pytest.fixture
@@ -71,22 +68,6 @@ def dir_log(tmp_path):
     lg.close()
 
 
-@pytest.fixture
-def consumers():
-    """Consumers made by a test are closed at its end."""
-    made = []
-
-    def make(lg, *topics, **config):
-        c = strom.Consumer(lg, *topics, **config)
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        try:
-            c.close(autocommit=False)
-        except StromError:
-            pass
 
 
 def until(consumers, condition, what, timeout_s=DEADLINE_S):

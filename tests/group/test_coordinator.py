@@ -54,7 +54,9 @@ from strom.group.coordinator import (
     reconcile,
 )
 from strom.group.members import GroupMembers
-from strom.storage import MemoryFileSystem
+
+from logfixtures import consumers, log_fixture, two_logs_fixture  # noqa: F401 (fixtures)
+
 
 TP = TopicPartition
 #: The longest a group may take to reach a state a test waits for.
@@ -63,50 +65,14 @@ DEADLINE_S = 5.0
 N = 6
 ALL = frozenset(TP("t", p) for p in range(N))
 
-
-@pytest.fixture(params=["memory", "directory"])
-def log(request, tmp_path):
-    """A log with topic ``t`` of six empty partitions, in memory or in a directory."""
-    lg = strom.open(":memory:" if request.param == "memory" else tmp_path / "data")
-    lg.create_topic("t", partitions=N)
-    yield lg
-    lg.close()
+log = log_fixture(N)
+two_logs = two_logs_fixture(N)
 
 
-@pytest.fixture(params=["memory", "directory"])
-def two_logs(request, tmp_path):
-    """Two Log objects on one log: a shared memory tree, or one directory."""
-    if request.param == "memory":
-        fs = MemoryFileSystem()
-        opener = lambda: strom.open("/data", fs=fs)
-    else:
-        opener = lambda: strom.open(tmp_path / "data")
-    a = opener()
-    a.create_topic("t", partitions=N)
-    b = opener()
-    yield a, b
-    b.close()
-    a.close()
 
 
-@pytest.fixture
-def consumers():
-    """Consumers made by a test are closed at its end."""
-    made = []
 
-    def make(lg, *topics, listener=None, **config):
-        c = strom.Consumer(lg, **config)
-        made.append(c)
-        if topics:
-            c.subscribe(list(topics), listener=listener)
-        return c
 
-    yield make
-    for c in made:
-        try:
-            c.close(autocommit=False)
-        except StromError:
-            pass
 
 
 class Listener(strom.ConsumerRebalanceListener):
