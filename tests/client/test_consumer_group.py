@@ -20,6 +20,7 @@ which is the tests' record of what was handled.
 from __future__ import annotations
 
 import json
+import contextlib
 import os
 import signal
 import socket
@@ -422,25 +423,35 @@ def test_run_restarts_a_worker_killed_with_sigkill_and_every_record_is_handled(d
     assert all_committed(dir_log, "copy")
 
 
+@contextlib.contextmanager
+def running(group, lg):
+    """``group.run()`` copying ``in`` to ``out`` with 2 workers, in a thread; stopped at exit.
+
+    Yields the list that gets run()'s result once it has returned.
+    """
+    results = []
+    runner = threading.Thread(target=lambda: results.append(
+        group.run("in", CopyTo(lg.path, "out"), 2, batch=True)))
+    runner.start()
+    try:
+        yield results
+    finally:
+        group.stop()
+        runner.join(DEADLINE_S)
+        assert not runner.is_alive(), "run() did not return after stop()"
+
+
 def test_stop_from_another_thread_stops_the_workers_gracefully(dir_log):
     total = 1000
     produce(dir_log, total)
     group = ConsumerGroup(dir_log, "copy")
-    results = []
-    runner = threading.Thread(target=lambda: results.append(
-        group.run("in", CopyTo(dir_log.path, "out"), 2, batch=True)))
-    runner.start()
-    try:
+    with running(group, dir_log) as results:
         deadline = time.monotonic() + DEADLINE_S
         while len(outputs(dir_log.path)) < total or not all_committed(dir_log, "copy"):
             assert time.monotonic() < deadline, "the workers did not handle every record"
             time.sleep(0.05)
         with pytest.raises(strom.IllegalStateError, match="running already"):
             group.run("in", CopyTo(dir_log.path, "out"), 1)
-    finally:
-        group.stop()
-        runner.join(DEADLINE_S)
-    assert not runner.is_alive()
     (result,) = results
     assert result.total == total and result.restarts == 0
     assert group.describe().state == "Empty"
@@ -507,11 +518,7 @@ def test_a_worker_given_sigterm_stops_cleanly_and_is_not_restarted(dir_log):
     total = 500
     produce(dir_log, total)
     group = ConsumerGroup(dir_log, "copy")
-    results = []
-    runner = threading.Thread(target=lambda: results.append(
-        group.run("in", CopyTo(dir_log.path, "out"), 2, batch=True)))
-    runner.start()
-    try:
+    with running(group, dir_log) as results:
         deadline = time.monotonic() + DEADLINE_S
         while not (len(group.describe().members) == 2 and all_committed(dir_log, "copy")):
             assert time.monotonic() < deadline, "the workers did not join and finish"
@@ -520,9 +527,6 @@ def test_a_worker_given_sigterm_stops_cleanly_and_is_not_restarted(dir_log):
         while len(group.describe().members) != 1:
             assert time.monotonic() < deadline, "the worker did not stop on SIGTERM"
             time.sleep(0.01)
-    finally:
-        group.stop()
-        runner.join(DEADLINE_S)
     (result,) = results
     assert result.restarts == 0 and result.total == total
 
