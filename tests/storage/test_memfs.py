@@ -18,7 +18,7 @@ import threading
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from strom.storage import MemoryFileSystem
@@ -131,6 +131,7 @@ def _outcome(side: _Side, op: tuple):
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=st.lists(_ops, max_size=30))
+@example(ops=[("mkdir", "a"), ("write", "a/a", b"", 0, True, False), ("rename", "a/a", "a")])
 def test_same_results_as_the_os(ops):
     tmp = tempfile.mkdtemp(prefix="strom-memfs-")
     os_side = _Side(OS_FS, tmp)

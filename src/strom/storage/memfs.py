@@ -446,6 +446,8 @@ class MemoryFileSystem(FileSystem):
                 return  # the same file: rename(2) does nothing
             if isinstance(node, _Dir) and dst_parts[:len(src_parts)] == src_parts:
                 raise _error(errno.EINVAL, src, dst)  # a directory into its own subtree
+            if src_parts[:len(dst_parts)] == dst_parts:
+                raise _error(errno.ENOTEMPTY, src, dst)  # onto its own ancestor (Linux's trap)
             if target is not None:
                 if isinstance(node, _Dir) and not isinstance(target, _Dir):
                     raise _error(errno.ENOTDIR, src, dst)
