@@ -87,7 +87,6 @@ import statistics
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -702,16 +701,10 @@ def main() -> None:
 
     started = time.perf_counter()
     load = os.getloadavg()
-    if args.dir:
-        os.makedirs(args.dir, exist_ok=True)
-    base = tempfile.mkdtemp(prefix="strom-bench-", dir=args.dir)
-    fs_kind = storage_bench.fs_type(os.path.realpath(base))
-    try:
+    with storage_bench.scratch_dir(args.dir) as (base, fs_kind):
         bench_send, send_impl = find_bench_send()
         res1 = run_throughput(base, n, rounds, bench_send)
         res2 = run_latency(base, rounds, seconds, warmup)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
     elapsed = time.perf_counter() - started
 
     t1, notes1 = throughput_table(res1, send_impl)
@@ -725,8 +718,7 @@ def main() -> None:
           t1.markdown() + "\n\n" + "\n".join("- " + s for s in notes1),
           t2.markdown() + "\n\n" + "\n".join("- " + s for s in notes2), f"elapsed {elapsed:.1f} s"]
     if not args.quick and not args.no_save:
-        results = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-        stem = os.path.join(results, f"client-{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}")
+        stem = storage_bench.results_stem("client")
         with open(stem + ".txt", "w") as f:
             f.write(text + "\n")
         with open(stem + ".md", "w") as f:

@@ -97,12 +97,10 @@ import fcntl
 import itertools
 import os
 import platform
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from bisect import bisect_left
@@ -681,14 +679,8 @@ def main() -> None:
     rounds = args.rounds or (2 if args.quick else 15)
     started = time.perf_counter()
     load = os.getloadavg()
-    if args.dir:
-        os.makedirs(args.dir, exist_ok=True)
-    base = tempfile.mkdtemp(prefix="strom-bench-", dir=args.dir)
-    fs_kind = storage_bench.fs_type(os.path.realpath(base))
-    try:
+    with storage_bench.scratch_dir(args.dir) as (base, fs_kind):
         res = run(base, rounds)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
     elapsed = time.perf_counter() - started
 
     t1, notes1 = latency_table(res)
@@ -699,9 +691,7 @@ def main() -> None:
                         f"elapsed {elapsed:.1f} s"])
     print(text)
     if not args.quick and not args.no_save:
-        results = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-        path = os.path.join(results,
-                            f"groups-{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}.txt")
+        path = storage_bench.results_stem("groups") + ".txt"
         with open(path, "w") as f:
             f.write(text + "\n")
         print(f"\nwrote {os.path.relpath(path, os.getcwd())}")

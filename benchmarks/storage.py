@@ -56,6 +56,7 @@ and is killed with SIGKILL (Table 2); it is not meant to be run by hand.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import gc
 import os
@@ -68,6 +69,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+from collections.abc import Iterator
 
 import msgpack
 import xxhash
@@ -142,6 +145,27 @@ def fs_type(path: str) -> str:
     except OSError:
         pass
     return kind
+
+
+@contextlib.contextmanager
+def scratch_dir(parent: str | None) -> Iterator[tuple[str, str]]:
+    """A fresh temporary directory for one run (under ``parent`` if given), removed at the end.
+
+    Yields its path and the kind of file system it is on.
+    """
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    base = tempfile.mkdtemp(prefix="strom-bench-", dir=parent)
+    try:
+        yield base, fs_type(os.path.realpath(base))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def results_stem(name: str) -> str:
+    """``benchmarks/results/<name>-<UTC date>``: where a run's result files go (add .txt/.md)."""
+    results = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+    return os.path.join(results, f"{name}-{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}")
 
 
 def git_revision() -> str:
@@ -659,17 +683,9 @@ def main() -> None:
 
     started = time.perf_counter()
     load = os.getloadavg()
-    if args.dir:
-        os.makedirs(args.dir, exist_ok=True)
-        base = tempfile.mkdtemp(prefix="strom-bench-", dir=args.dir)
-    else:
-        base = tempfile.mkdtemp(prefix="strom-bench-")
-    fs_kind = fs_type(os.path.realpath(base))
-    try:
+    with scratch_dir(args.dir) as (base, fs_kind):
         res1 = run_table1(base, n, rounds)
         rows2 = run_table2(base, t2_cases, kills)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
     elapsed = time.perf_counter() - started
 
     t1, notes1 = table1(res1)

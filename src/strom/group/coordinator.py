@@ -373,6 +373,11 @@ class GroupStore:
         self._cached = (stamp, state)
         return state
 
+    @property
+    def stamp(self) -> Any:
+        """The state file's stamp at the last :meth:`read` (changes with every write)."""
+        return self._cached[0] if self._cached else None
+
     def locked(self, timeout: float | None = None) -> _Locked:
         """``with store.locked():`` changes of this group are excluded (every process).
 
@@ -620,8 +625,19 @@ class Membership:
 
     def refresh(self) -> None:
         """Reconcile now (topics or partitions may have appeared)."""
-        if self._reconcile(self.store.read()) is not self.store.read():
+        state = self.store.read()
+        if self._reconcile(state) is not state:
             self.store.update(self._reconcile)
+
+    def _without_me(self, state: GroupState, fence: bool = False) -> GroupState:
+        """``state`` after this member leaves it (put out alive with ``fence``), reconciled."""
+        if not self.in_group(state):
+            return state
+        members = {k: v for k, v in state.members.items() if k != self.member_id}
+        owned = {k: v for k, v in state.owned.items() if k != self.member_id}
+        fenced = {**state.fenced, self.member_id: self.incarnation} if fence else state.fenced
+        return self._reconcile(dataclasses.replace(state, members=members, owned=owned,
+                                                   fenced=fenced), since=state)
 
     def close(self, leave: bool = True) -> None:
         """Stop the watcher; ``leave`` (dynamic members) removes this member at once."""
@@ -636,15 +652,8 @@ class Membership:
         if self._member is None or self._member.left:
             return
         if leave and self.instance_id is None:
-            def out(state: GroupState) -> GroupState:
-                if not state.is_member(self.member_id, self.incarnation):
-                    return state
-                members = {k: v for k, v in state.members.items() if k != self.member_id}
-                owned = {k: v for k, v in state.owned.items() if k != self.member_id}
-                return self._reconcile(dataclasses.replace(state, members=members, owned=owned),
-                                       since=state)
             try:
-                self.store.update(out)
+                self.store.update(self._without_me)
             except LogClosedError:
                 pass  # the others see the member file go
             except (OSError, StromError) as exc:
@@ -770,7 +779,7 @@ class Membership:
                 if mid != self.member_id:
                     log_.warning("group %r: member %s sent no heartbeat for its session timeout: "
                                  "put out of the group", self.group_id, mid)
-        stamp = self.store._cached[0] if self.store._cached else None
+        stamp = self.store.stamp
         if stamp != self._seen_stamp:
             self._seen_stamp = stamp
             self.changed = True
@@ -787,20 +796,14 @@ class Membership:
 
     def _leave_stuck(self, now: int) -> None:
         """No poll for max_poll_interval_ms: give up membership (and claims) for the others."""
-        def out(state: GroupState) -> GroupState:
-            if not self.in_group(state):
-                return state
-            log_.warning("group %r: member %s did not poll for %d ms (max_poll_interval_ms): "
-                         "leaving the group", self.group_id, self.member_id, now - self._last_poll)
-            members = {k: v for k, v in state.members.items() if k != self.member_id}
-            owned = {k: v for k, v in state.owned.items() if k != self.member_id}
-            fenced = {**state.fenced, self.member_id: self.incarnation}
-            return self._reconcile(dataclasses.replace(state, members=members, owned=owned,
-                                                       fenced=fenced), since=state)
         try:
-            self.store.update(out, _WATCHER_LOCK_S)
+            new = self.store.update(lambda state: self._without_me(state, fence=True),
+                                    _WATCHER_LOCK_S)
         except StromTimeoutError:
             return  # the next tick tries again
+        if self.member_id in new.fenced:
+            log_.warning("group %r: member %s did not poll for %d ms (max_poll_interval_ms): "
+                         "left the group", self.group_id, self.member_id, now - self._last_poll)
         self._last_poll = now  # once per interval
 
     def __repr__(self) -> str:
