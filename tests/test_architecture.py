@@ -19,7 +19,7 @@ SRC = pathlib.Path(strom.__file__).parent
 
 # Lower number = lower layer. A module may import modules of its own layer or below.
 LAYERS = {
-    "errors": 0, "clock": 0, "records": 0, "config": 1,
+    "errors": 0, "clock": 0, "records": 0, "progress": 0, "config": 1,
     "codec": 2,
     "storage": 3,
     "group": 4,

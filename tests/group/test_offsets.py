@@ -361,7 +361,15 @@ def store_with_malformed_record(case):
     store.commit("g", VALID)
     assert store.group_offsets("g") == VALID  # caught up before the damage
     keys, values = MALFORMED[case]
-    offsets_partition(lg).append(values, keys, acks=1)
+    if keys is None or None in keys:
+        # A compacted topic refuses keyless records; one whose policy was changed keeps them.
+        with pytest.raises(strom.InvalidRecordError, match="needs a key"):
+            offsets_partition(lg).append(values, keys, acks=1)
+        lg.alter_topic(OFFSETS_TOPIC, {"cleanup.policy": "delete"})
+        offsets_partition(lg).append(values, keys, acks=1)
+        lg.alter_topic(OFFSETS_TOPIC, {"cleanup.policy": "compact"})
+    else:
+        offsets_partition(lg).append(values, keys, acks=1)
     return lg, store
 
 

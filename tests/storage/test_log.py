@@ -415,7 +415,7 @@ def test_metadata_survives_reopen(data_dir, clock):
     with strom.open(data_dir, clock=clock) as log:
         a = log.create_topic("a", 3, config={"segment.bytes": 2048, "cleanup.policy": "compact"})
         b = log.create_topic("b")
-        log.partition("a", 2).append([b"x", b"y"], acks=1)
+        log.partition("a", 2).append([b"x", b"y"], [b"k1", b"k2"], acks=1)
     with strom.open(data_dir, clock=clock) as log:
         assert log.topics() == {"a": a, "b": b}
         assert log.topic("a").config.segment_bytes == 2048

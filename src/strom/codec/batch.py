@@ -393,6 +393,36 @@ class RecordBatch:
             timestamps = list(map(first.__add__, ts_deltas))
         return BatchColumns(offsets, timestamps, keys, values, headers)
 
+    def keys_and_offsets(self) -> tuple[list[bytes | None] | None, Sequence[int]]:
+        """The keys column and the offsets, without building the values (the cleaner's map pass)."""
+        payload = self.payload_bytes()
+        up = msgpack.Unpacker(raw=False, use_list=True, max_buffer_size=max(len(payload), 1))
+        try:
+            up.feed(payload)
+            if up.read_array_header() != 5:
+                raise self._corrupt("payload is not a 5-column array")
+            keys = up.unpack()
+            up.skip()
+            up.skip()
+            up.skip()
+            offset_deltas = up.unpack()
+        except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.OutOfData,
+                msgpack.StackError, UnicodeDecodeError) as exc:
+            raise self._corrupt(f"payload is not valid msgpack: {exc}") from None
+        n = self.record_count
+        if keys is not None and (not isinstance(keys, list) or len(keys) != n):
+            raise self._corrupt("keys column does not match record_count")
+        base = self.base_offset
+        if offset_deltas is None:
+            if n and self.last_offset_delta != n - 1:
+                raise self._corrupt("dense batch with last_offset_delta != record_count - 1")
+            return keys, range(base, base + n)
+        if not isinstance(offset_deltas, list) or len(offset_deltas) != n or (
+                n and (offset_deltas[-1] != self.last_offset_delta
+                       or set(map(type, offset_deltas)) != {int})):
+            raise self._corrupt("offset_deltas column does not match the header")
+        return keys, list(map(base.__add__, offset_deltas))
+
     def records(self, start_offset: int | None = None) -> list[tuple]:
         """Records as ``(offset, timestamp, key, value, headers)`` tuples, from ``start_offset``."""
         offsets, timestamps, keys, values, headers = self.columns()

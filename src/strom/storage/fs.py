@@ -82,6 +82,10 @@ class File:
         """Current file size in bytes."""
         return os.fstat(self.fd).st_size
 
+    def ino(self) -> int:
+        """The inode number of the open file (tells a replaced file from the one opened)."""
+        return os.fstat(self.fd).st_ino
+
     def truncate(self, size: int) -> None:
         """Cut (or extend with zeros) the file to ``size`` bytes."""
         os.ftruncate(self.fd, size)
@@ -223,6 +227,11 @@ class FileSystem:
     def file_size(self, path: str) -> int:
         """Size of the file at ``path``."""
         return os.stat(path).st_size
+
+    def size_and_ino(self, path: str) -> tuple[int, int]:
+        """``(size, inode number)`` of the file at ``path``."""
+        st = os.stat(path)
+        return st.st_size, st.st_ino
 
     def stamp(self, path: str) -> tuple[int, int]:
         """A value that changes when the file at ``path`` is replaced or written: (inode, mtime)."""

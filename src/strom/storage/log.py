@@ -34,10 +34,13 @@ from typing import Any, Iterator, Mapping
 
 from ..clock import Clock, SystemClock
 from ..config import MAX_PARTITIONS, TopicConfig, validate_topic_name
-from ..errors import (CorruptMetadataError, InvalidConfigError, LogClosedError, StorageError,
-                      StromError, TopicExistsError, UnknownTopicOrPartitionError)
+from ..errors import (CorruptMetadataError, IllegalArgumentError, InvalidConfigError,
+                      LogClosedError, StorageError, StromError, TopicExistsError,
+                      UnknownTopicOrPartitionError)
+from ..progress import progress_callback
 from ..records import TopicDescription, TopicInfo
 from .checkpoint import read_meta, write_meta
+from .cleaner import DEFAULT_BACKOFF_MS, DEFAULT_MAX_KEYS, Cleaner, CleanResult, clean_partition
 from .fs import OS_FS, FileSystem
 from .memfs import MemoryFileSystem
 from .notify import AppendSignal, TailWaiter
@@ -74,6 +77,8 @@ class Topic:
                       repair=log.repair_on_open, reader_cache=log.reader_cache,
                       signal=log.append_signal)
             for i in range(count)]
+        for p in self.partitions:
+            p.on_roll = log._rolled
 
     def info(self) -> TopicInfo:
         """Name, partition count, config overrides and id."""
@@ -99,7 +104,9 @@ class Log:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, clock: Clock | None = None,
-                 fs: FileSystem | None = None, repair: bool = False) -> None:
+                 fs: FileSystem | None = None, repair: bool = False, cleaner: bool = True,
+                 cleaner_backoff_ms: int = DEFAULT_BACKOFF_MS,
+                 cleaner_max_keys: int = DEFAULT_MAX_KEYS) -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike, not {type(path).__name__}")
         if isinstance(path, str) and path == MEMORY:
@@ -117,6 +124,14 @@ class Log:
         self._lock = threading.RLock()
         self._topics: dict[str, Topic] = {}
         self._closed = False
+        for name, value in (("cleaner_backoff_ms", cleaner_backoff_ms),
+                            ("cleaner_max_keys", cleaner_max_keys)):
+            if type(value) is not int or value < 1:
+                raise InvalidConfigError(f"{name} must be a positive int, not {value!r}")
+        self.cleaner_max_keys = cleaner_max_keys
+        #: The background cleaner (None when opened with ``cleaner=False``).
+        self.cleaner: Cleaner | None = (
+            Cleaner(self, cleaner_backoff_ms, cleaner_max_keys) if cleaner else None)
         fs = self.fs
         if fs.exists(self.path) and not fs.isdir(self.path):
             raise StorageError(f"data directory {self.path!r} exists and is not a directory",
@@ -139,6 +154,8 @@ class Log:
         except BaseException:
             self.close()
             raise
+        if self.cleaner is not None:
+            self.cleaner.start()
 
     # -- housekeeping ----------------------------------------------------------
 
@@ -332,6 +349,63 @@ class Log:
         for t in topics:
             yield from t.partitions
 
+    def _rolled(self, partition: Partition) -> None:
+        """A partition rolled: a compacted one may now have something to clean."""
+        if self.cleaner is not None and partition.config.compacts:
+            self.cleaner.wake()
+
+    def compact(self, topic: str | None = None, *, roll: bool = False,
+                progress: Any = None) -> CleanResult:
+        """Compact ``topic`` (every compacted topic if None) now, whatever its dirty ratio.
+
+        Cleans the sealed segments of each partition, keeping the latest
+        record per key (docs/compaction.md); the active segment is not
+        cleaned unless ``roll=True`` seals it first.  Waits for a clean that
+        another process has under way on a partition.  ``progress=True``
+        draws a bar on stderr; a callable gets ``(done_bytes, total_bytes)``.
+        Returns the sum of what was done.  IllegalArgumentError if ``topic``'s
+        cleanup.policy does not include compact.
+        """
+        self._check_open()
+        if topic is None:
+            self._refresh()
+            with self._lock:
+                topics = [t for t in self._topics.values() if t.config.compacts]
+        else:
+            t = self._topic(topic)
+            if not t.config.compacts:
+                raise IllegalArgumentError(
+                    f"topic {topic!r} has cleanup.policy={t.config.cleanup_policy}; only a topic "
+                    "whose policy includes 'compact' is compacted")
+            topics = [t]
+        parts = [p for t in topics for p in t.partitions]
+        callback, bar = progress_callback(progress, f"compacting {topic or 'topics'}")
+        total = CleanResult()
+        # Progress in bytes read; a partition reads up to twice its size (map, then copy).
+        remaining = sum(2 * p.info().size_bytes for p in parts) if callback is not None else 0
+        finished = 0
+        try:
+            for p in parts:
+                if roll:
+                    p.roll()
+                each = None
+                if callback is not None:
+                    remaining -= 2 * p.info().size_bytes
+
+                    def each(done: int, size: int) -> None:
+                        last[0] = done
+                        callback(finished + done, finished + size + max(remaining, 0))
+                last = [0]
+                result = clean_partition(p, force=True, wait=True, progress=each,
+                                         max_keys=self.cleaner_max_keys)
+                finished += last[0]
+                if result is not None:
+                    total = total + result
+        finally:
+            if bar is not None:
+                bar.close()
+        return total
+
     def enforce_retention(self, now_ms: int | None = None) -> int:
         """Apply retention.ms / retention.bytes to every topic now; returns segments deleted.
 
@@ -357,6 +431,9 @@ class Log:
 
     def close(self) -> None:
         """Write recovery points and release every file (idempotent)."""
+        cleaner = getattr(self, "cleaner", None)
+        if cleaner is not None:
+            cleaner.close()  # before the lock: the cleaner's thread takes it to list partitions
         with self._lock:
             if self._closed:
                 return
@@ -391,7 +468,9 @@ class Log:
 
 
 def open_log(path: str | os.PathLike[str], *, clock: Clock | None = None,
-             fs: FileSystem | None = None, repair: bool = False) -> Log:
+             fs: FileSystem | None = None, repair: bool = False, cleaner: bool = True,
+             cleaner_backoff_ms: int = DEFAULT_BACKOFF_MS,
+             cleaner_max_keys: int = DEFAULT_MAX_KEYS) -> Log:
     """Open (creating if needed) the data directory at ``path``.
 
     ``path=":memory:"`` gives a new, private log that lives in memory, like
@@ -408,5 +487,13 @@ def open_log(path: str | os.PathLike[str], *, clock: Clock | None = None,
     ``repair=True`` checks every segment from the start instead of from the
     recovery point and truncates at the first invalid batch: for a log whose
     damage lies below the recovery point.
+
+    ``cleaner=True`` (the default, as Kafka's log.cleaner.enable) runs a
+    background thread that compacts topics whose cleanup.policy includes
+    compact when they are due (docs/compaction.md) and applies retention;
+    several processes may each run one: one cleans a partition at a time.
+    It looks every ``cleaner_backoff_ms`` and when a compacted partition
+    rolls; one pass maps at most ``cleaner_max_keys`` keys.
     """
-    return Log(path, clock=clock, fs=fs, repair=repair)
+    return Log(path, clock=clock, fs=fs, repair=repair, cleaner=cleaner,
+               cleaner_backoff_ms=cleaner_backoff_ms, cleaner_max_keys=cleaner_max_keys)

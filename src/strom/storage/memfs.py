@@ -158,6 +158,11 @@ class MemoryFile(File):
         with self._fs._mutex:
             return len(self._open_node().data)
 
+    def ino(self) -> int:
+        """The inode number of the open file."""
+        with self._fs._mutex:
+            return self._open_node().ino
+
     def truncate(self, size: int) -> None:
         """Cut (or extend with zeros) the file to ``size`` bytes."""
         with self._fs._mutex:
@@ -396,6 +401,12 @@ class MemoryFileSystem(FileSystem):
         with self._mutex:
             node = self._lookup(path)
             return len(node.data) if isinstance(node, _File) else 0
+
+    def size_and_ino(self, path: str) -> tuple[int, int]:
+        """``(size, inode number)`` of the file at ``path``."""
+        with self._mutex:
+            node = self._lookup(path)
+            return (len(node.data) if isinstance(node, _File) else 0), node.ino
 
     def stamp(self, path: str) -> tuple[int, int]:
         """(inode number, write count): changes whenever the file is replaced or written."""

@@ -92,7 +92,14 @@ _RECENT_LIMIT = 256
 
 LOCK_FILE = "lock"
 RECOVERY_FILE = "recovery-point"
-_LEFTOVER_SUFFIXES = (".tmp", ".deleted", ".cleaned")
+#: flock held by the one process cleaning (compacting) this partition.
+CLEANER_LOCK_FILE = "cleaner.lock"
+#: A compaction swap in progress: ``<base>.swap`` names the segments it replaces.
+SWAP_SUFFIX = ".swap"
+CLEANED_SUFFIX = ".cleaned"
+#: The cleaner's progress: first dirty offset and tombstone horizons.
+CLEANER_CHECKPOINT_FILE = "cleaner-checkpoint"
+_LEFTOVER_SUFFIXES = (".tmp", ".deleted")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -152,6 +159,9 @@ class Partition:
         self._failed: StromError | None = None
         self._closed = False
         self._wrote = False
+        self._cleaner_flock: Any = None
+        #: Called (no locks held by the caller's contract: keep it cheap) after a roll.
+        self.on_roll: Any = None
         with self._lock, self._locked():
             self.last_recovery = self._recover(full=repair)
 
@@ -178,6 +188,16 @@ class Partition:
         seg = Segment(self.fs, self.path, base, size)
         seg.index_interval = self.config.index_interval_bytes
         seg.reader_cache = self._reader_cache
+        return seg
+
+    def _listed_segment(self, base: int) -> Segment:
+        """A Segment for a file found in the directory, with its size and identity."""
+        seg = self._new_segment(base)
+        try:
+            seg.size, seg.ino = self.fs.size_and_ino(seg.log_path)
+        except FileNotFoundError:
+            seg.size = 0
+        seg.next_offset = base if seg.size == 0 else None
         return seg
 
     def _publish_hint(self, *, truncated: bool = False, active_base: int | None = None) -> None:
@@ -234,7 +254,7 @@ class Partition:
 
     def _delete_segment_files(self, seg: Segment) -> None:
         """Rename a segment's files to .deleted (the .log first: that is the commit), then unlink."""
-        seg.drop_files()
+        seg.retire()
         paths = [seg.log_path, seg.index_path, seg.timeindex_path]
         for p in paths:
             try:
@@ -249,6 +269,16 @@ class Partition:
         """Bring the partition to a valid state; runs under both locks."""
         fs = self.fs
         names = fs.listdir(self.path)
+        if any(n.endswith(SWAP_SUFFIX) for n in names):
+            self._resolve_swaps(names)
+            names = fs.listdir(self.path)
+        cleaned = [n for n in names if n.endswith(CLEANED_SUFFIX)]
+        if cleaned and self.try_cleaner_lock():
+            try:  # no cleaner is running: its half-built output is garbage
+                for name in cleaned:
+                    fs.unlink(os.path.join(self.path, name))
+            finally:
+                self.release_cleaner_lock()
         bases: set[int] = set()
         for name in names:
             if name.endswith(_LEFTOVER_SUFFIXES):
@@ -269,8 +299,7 @@ class Partition:
             fs.fsync_dir(self.path)
             bases.add(base)
             cp = None
-        segs = [self._new_segment(b, fs.file_size(os.path.join(self.path, segment_name(b))))
-                for b in sorted(bases)]
+        segs = [self._listed_segment(b) for b in sorted(bases)]
         interval = self.config.index_interval_bytes
         if cp is not None:
             seg_bases = [s.base_offset for s in segs]
@@ -347,6 +376,140 @@ class Partition:
         self._publish_hint(truncated=full and bool(truncated))
         return RecoveryResult(scanned, truncated, deleted, cp is None)
 
+    # -- compaction swaps ------------------------------------------------------
+
+    def try_cleaner_lock(self, blocking: bool = False) -> bool:
+        """Take the partition's cleaner lock (one cleaner per partition, across processes)."""
+        if self._cleaner_flock is None:
+            self._cleaner_flock = self.fs.lock(os.path.join(self.path, CLEANER_LOCK_FILE))
+        return self._cleaner_flock.acquire(blocking=blocking)
+
+    def release_cleaner_lock(self) -> None:
+        """Release the cleaner lock taken by :meth:`try_cleaner_lock`."""
+        self._cleaner_flock.release()
+
+    def _resolve_swaps(self, names: list[str]) -> None:
+        """Finish or undo compaction swaps a dead cleaner left (under the file lock).
+
+        ``<base>.swap`` is written, under the file lock, just before the
+        cleaned file is renamed over ``<base>.log``.  If ``<base>.cleaned``
+        is still there, the rename did not happen: the old segments are
+        intact, and the new file is dropped.  If it is gone, the rename
+        happened: the segments the new one replaces are deleted.
+        """
+        fs = self.fs
+        for name in names:
+            if not name.endswith(SWAP_SUFFIX):
+                continue
+            parsed = parse_segment_name(name)
+            marker = os.path.join(self.path, name)
+            if parsed is None:
+                fs.unlink(marker)
+                continue
+            base = parsed[0]
+            cleaned = os.path.join(self.path, segment_name(base, CLEANED_SUFFIX))
+            if fs.exists(cleaned):
+                fs.unlink(cleaned)
+            else:
+                try:
+                    body = read_meta(fs, marker, "swap")
+                    replaces = [int(b) for b in body["replaces"]]
+                except (CorruptMetadataError, KeyError, TypeError, ValueError):
+                    replaces = []  # unreadable: written before the rename, so nothing to finish
+                for b in replaces:
+                    if b > base:
+                        self._delete_segment_files(self._new_segment(b))
+            fs.fsync_dir(self.path)
+            fs.unlink(marker)
+
+    def replace_segments(self, old: list[Segment], cleaned_path: str, size: int,
+                         index: OffsetIndex, timeindex: TimeIndex, next_offset: int,
+                         max_timestamp: int | None) -> Segment | None:
+        """Swap the fsync'd file ``cleaned_path`` in for the consecutive sealed segments ``old``.
+
+        The new segment takes the first old segment's base offset.  A crash at
+        any instant leaves the old set or the new one (see
+        :meth:`_resolve_swaps`).  Returns the new segment, or None (the
+        cleaned file removed) when the old segments changed meanwhile
+        (retention, truncation or another swap).
+        """
+        base = old[0].base_offset
+        fs = self.fs
+        with self._lock, self._locked():
+            self._check_usable()
+            self._sync_tail(locked=True)
+            segs = self._segments
+            try:
+                i = next(j for j, sg in enumerate(segs) if sg is old[0])
+            except StopIteration:
+                i = -1
+            if (i < 0 or i + len(old) >= len(segs)
+                    or any(a is not b for a, b in zip(segs[i:i + len(old)], old))
+                    or not all(sg.is_current() for sg in old)):
+                fs.unlink(cleaned_path)
+                return None
+            marker = os.path.join(self.path, segment_name(base, SWAP_SUFFIX))
+            try:
+                # The old indexes go first: a reader must never pair them with the new file.
+                fs.unlink(old[0].index_path)
+                fs.unlink(old[0].timeindex_path)
+                write_meta(fs, marker, "swap", {"base": base,
+                                                "replaces": [sg.base_offset for sg in old[1:]]})
+                new = self._new_segment(base, size)
+                fs.replace(cleaned_path, old[0].log_path)  # the commit
+                fs.fsync_dir(self.path)
+                for sg in old:
+                    sg.retire()
+                for sg in old[1:]:
+                    self._delete_segment_files(sg)
+                fs.unlink(marker)
+            except OSError as exc:
+                self._reload_segments()
+                raise self._io_error("compaction swap", exc, old[0].log_path) from exc
+            new.next_offset = next_offset
+            new.max_timestamp = max_timestamp
+            new.set_indexes(index, timeindex)
+            try:
+                new.ino = fs.size_and_ino(new.log_path)[1]
+                new.save_indexes()
+            except OSError:
+                pass  # indexes are caches: rebuilt on next use
+            self._recent.clear()
+            self._set_segments(segs[:i] + [new] + segs[i + len(old):])
+            self._publish_hint()
+            return new
+
+    def cleaner_checkpoint(self) -> dict[str, Any] | None:
+        """The cleaner's checkpoint (``dirty_offset``, ``horizons``), or None if missing or damaged."""
+        try:
+            body = read_meta(self.fs, os.path.join(self.path, CLEANER_CHECKPOINT_FILE), "cleaner")
+            dirty = body["dirty_offset"]
+            horizons = [(int(e), int(t)) for e, t in body.get("horizons", [])]
+            if type(dirty) is not int or dirty < 0:
+                raise TypeError
+        except FileNotFoundError:
+            return None
+        except (CorruptMetadataError, KeyError, TypeError, ValueError):
+            return None  # lost progress only costs a fuller clean
+        return {"dirty_offset": dirty, "horizons": horizons}
+
+    def write_cleaner_checkpoint(self, dirty_offset: int, horizons: list[tuple[int, int]]) -> None:
+        """Persist the cleaner's progress (under the file lock, so recovery never sees a half state)."""
+        with self._lock, self._locked():
+            write_meta(self.fs, os.path.join(self.path, CLEANER_CHECKPOINT_FILE), "cleaner",
+                       {"dirty_offset": dirty_offset, "horizons": [list(h) for h in horizons]})
+
+    def segments_for_cleaning(self) -> list[Segment]:
+        """Every segment (the last is the active one), after catching up with other processes
+        and finishing any compaction swap a dead cleaner left."""
+        self._check_usable()
+        with self._lock, self._locked():
+            self._sync_tail(locked=True)
+            if any(n.endswith(SWAP_SUFFIX) for n in self.fs.listdir(self.path)):
+                self._resolve_swaps(self.fs.listdir(self.path))
+                self._reload_segments()
+            return list(self._segments)
+
     def repair(self) -> RecoveryResult:
         """Check every segment from the start and truncate at the first invalid batch.
 
@@ -377,18 +540,22 @@ class Partition:
         old_active = self._segments[-1] if self._segments else None
         segs = []
         for b in bases:
-            seg = old.pop(b, None) or self._new_segment(b)
+            seg = old.pop(b, None)
+            listed = self._listed_segment(b)
+            if seg is not None and None not in (seg.ino, listed.ino) and seg.ino != listed.ino:
+                seg.retire()  # compaction swapped a new file in under this name
+                seg = None
+            if seg is None:
+                seg = listed
+            elif b != bases[-1]:
+                if seg is old_active or listed.size != seg.size:
+                    seg.forget_indexes()  # sealed elsewhere: its index files are now the complete ones
+                seg.size = listed.size
+            if seg.ino is None:
+                seg.ino = listed.ino
             segs.append(seg)
         for gone in old.values():
-            gone.drop_files()
-        for seg in segs[:-1]:
-            try:
-                size = self.fs.file_size(seg.log_path)
-            except FileNotFoundError:
-                size = 0
-            if seg is old_active or size != seg.size:
-                seg.forget_indexes()  # sealed elsewhere: its index files are now the complete ones
-            seg.size = size
+            gone.retire()
         active = segs[-1]
         if active is not old_active or rescan_active:
             try:
@@ -508,6 +675,10 @@ class Partition:
         if not len(values):
             raise InvalidRecordError("append needs at least one record")
         config = self.config
+        if config.compacts and (keys is None or None in keys):
+            raise InvalidRecordError(
+                f"topic {self.topic!r} is compacted (cleanup.policy={config.cleanup_policy}): "
+                "every record needs a key")
         log_append_time = config.message_timestamp_type == "LogAppendTime"
         if log_append_time:  # the log's time; a caller may read the clock first to know it
             timestamps = self.clock.time_ms() if append_time is None else append_time
@@ -589,7 +760,11 @@ class Partition:
         if self._end_offset + count - active.base_offset > _U32:
             return True
         first_ts = active.first_timestamp()
-        return first_ts is not None and max_timestamp - first_ts > config.segment_ms
+        # A compacted topic also rolls by max.compaction.lag.ms: only sealed
+        # segments are cleaned, so no record waits longer than that (Kafka's rule).
+        segment_ms = min(config.segment_ms, config.max_compaction_lag_ms) if config.compacts \
+            else config.segment_ms
+        return first_ts is not None and max_timestamp - first_ts > segment_ms
 
     def roll(self) -> int:
         """Seal the active segment (if it holds anything) and start a new one; returns its base."""
@@ -632,6 +807,8 @@ class Partition:
         self._write_checkpoint(new, 0, base)
         self._publish_hint()
         self._delete_old_segments_locked(self.clock.time_ms())
+        if self.on_roll is not None:
+            self.on_roll(self)
 
     def _sync(self, seg: Segment, end: int) -> None:
         """Make everything up to ``end`` of ``seg`` durable (group commit)."""
@@ -726,8 +903,10 @@ class Partition:
         """
         _check_offset(offset)
         self._check_usable()
-        for attempt in range(3):
+        for attempt in range(4):
             with self._lock:
+                if attempt:  # a file vanished or was replaced: look at the directory itself
+                    self._reload_segments()
                 if offset >= self._end_offset or offset < self._bases[0] or attempt:
                     self._sync_tail(locked=False)
                 if offset == self._end_offset:
@@ -739,7 +918,7 @@ class Partition:
             try:
                 return self._read_from(segs, i, offset, max_bytes)
             except FileNotFoundError:
-                continue  # retention in another process removed the segment; look again
+                continue  # retention or compaction elsewhere removed or replaced it; look again
         raise self._out_of_range(offset)
 
     def _read_from(self, segs: list[Segment], i: int, offset: int, max_bytes: int) -> list[RecordBatch]:
@@ -979,3 +1158,5 @@ class Partition:
                 for seg in self._segments:
                     seg.close()
                 self._flock.close()
+                if self._cleaner_flock is not None:
+                    self._cleaner_flock.close()

@@ -14,6 +14,7 @@ descriptor closes when the last reference goes.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from collections import OrderedDict
@@ -89,7 +90,8 @@ class Segment:
 
     __slots__ = ("fs", "dir", "base_offset", "size", "next_offset", "max_timestamp",
                  "_first_timestamp", "_reader", "_writer", "_index", "_timeindex",
-                 "bytes_since_index", "log_path", "index_interval", "reader_cache")
+                 "bytes_since_index", "log_path", "index_interval", "reader_cache", "ino",
+                 "retired")
 
     def __init__(self, fs: FileSystem, directory: str, base_offset: int, size: int = 0) -> None:
         self.fs = fs
@@ -108,6 +110,12 @@ class Segment:
         self.bytes_since_index = 0
         self.index_interval = 4096  # index.interval.bytes; the partition sets the topic's
         self.reader_cache: ReaderCache | None = None  # set by the partition
+        # The inode of the file this object describes, once known.  The cleaner
+        # replaces a sealed segment's file under the same name; an object that
+        # describes the old file must never read the new one with the old
+        # sizes and index (it reads FileNotFoundError and its owner looks again).
+        self.ino: int | None = None
+        self.retired = False  # replaced by compaction or deleted: never reopen
 
     def __repr__(self) -> str:
         return f"Segment(base_offset={self.base_offset}, size={self.size})"
@@ -122,11 +130,31 @@ class Segment:
 
     # -- files ---------------------------------------------------------------
 
+    def _open(self, write: bool) -> File:
+        if self.retired:
+            raise FileNotFoundError(errno.ENOENT, "segment was replaced or deleted", self.log_path)
+        f = self.fs.open(self.log_path, write=write)
+        try:
+            ino = f.ino()
+        except BaseException:
+            f.close()
+            raise
+        if self.ino is None:
+            self.ino = ino
+        elif ino != self.ino:  # the cleaner swapped a new file in under this name
+            f.close()
+            raise FileNotFoundError(errno.ENOENT, "segment file was replaced", self.log_path)
+        return f
+
     def reader(self) -> File:
-        """A read-only descriptor (opened on first use)."""
+        """A read-only descriptor (opened on first use).
+
+        Raises FileNotFoundError if the file is gone or is no longer the one
+        this object describes (compaction replaced it).
+        """
         f = self._reader
         if f is None:
-            f = self._reader = self.fs.open(self.log_path)
+            f = self._reader = self._open(False)
             if self.reader_cache is not None:
                 self.reader_cache.opened(self)
         return f
@@ -135,8 +163,23 @@ class Segment:
         """A read-write descriptor (opened on first use)."""
         f = self._writer
         if f is None:
-            f = self._writer = self.fs.open(self.log_path, write=True)
+            f = self._writer = self._open(True)
         return f
+
+    def retire(self) -> None:
+        """This file was replaced or deleted: drop the descriptors and never reopen by name."""
+        self.retired = True
+        self.drop_files()
+
+    def is_current(self) -> bool:
+        """True if ``log_path`` still names the file this object describes."""
+        if self.retired:
+            return False
+        try:
+            _size, ino = self.fs.size_and_ino(self.log_path)
+        except FileNotFoundError:
+            return False
+        return self.ino is None or ino == self.ino
 
     def writer_if_open(self) -> File | None:
         """The read-write descriptor if one is open."""
@@ -245,10 +288,11 @@ class Segment:
             self.next_offset = next_offset
         self.bytes_since_index = since
         self.seal_timeindex()
-        try:
-            self.save_indexes()  # so the next open does not rebuild again
-        except OSError:
-            pass  # a cache: a read-only or full disk only costs another rebuild
+        if self.is_current():  # never write an index for a file the cleaner replaced
+            try:
+                self.save_indexes()  # so the next open does not rebuild again
+            except OSError:
+                pass  # a cache: a read-only or full disk only costs another rebuild
         return end
 
     def seal_timeindex(self) -> None:
