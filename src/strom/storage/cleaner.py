@@ -339,11 +339,13 @@ class _Pass:
                         continue
                     k_offsets = list(compress(offsets, keep))
                     new_base = k_offsets[0]
+                    first_ts = timestamps[0]
                     enc = encode_payload(
                         list(compress(values, keep)), list(compress(keys, keep)),
-                        list(compress(timestamps, keep)),
+                        first_ts if timestamps.count(first_ts) == n
+                        else list(compress(timestamps, keep)),
                         list(compress(headers, keep)) if headers is not None else None,
-                        offset_deltas=[o - new_base for o in k_offsets],
+                        offset_deltas=list(map(new_base.__rsub__, k_offsets)),
                         compression=b.compression, log_append_time=b.log_append_time,
                         producer_id=b.producer_id, producer_epoch=b.producer_epoch,
                         base_sequence=(b.base_sequence + new_base - b.base_offset
@@ -359,9 +361,13 @@ class _Pass:
                 self.records_kept += read
                 return True
             out.finish()
+        except FileNotFoundError:
+            out.discard(p.fs)  # retention or truncation removed a segment of the group: next time
+            return False
         except BaseException:
             out.discard(p.fs)
             raise
+        # replace_segments removes the cleaned file itself whenever it does not commit it.
         new = p.replace_segments(group, out.path, out.pos, out.index, out.timeindex,
                                  out.next_offset, out.max_timestamp)
         if new is None:
@@ -453,7 +459,10 @@ def _clean_locked(p: Partition, *, force: bool, now_ms: int | None, progress: Pr
     if not due:
         return None
     job = _Pass(p, now, stop, progress, dirty_bytes + clean_bytes + dirty_bytes)
-    latest, covered = job.build_map(dirty, max_keys)
+    try:
+        latest, covered = job.build_map(dirty, max_keys)
+    except FileNotFoundError:
+        return None  # retention or truncation removed a dirty segment meanwhile: next time
     end = first_dirty + covered
     clean_end = segs[end].base_offset if dirty else dirty_offset
     rewrite = cleanable[:end]

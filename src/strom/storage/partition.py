@@ -160,6 +160,7 @@ class Partition:
         self._closed = False
         self._wrote = False
         self._cleaner_flock: Any = None
+        self._cleaner_mutex = threading.Lock()  # flock does not exclude threads sharing its fd
         #: Called (no locks held by the caller's contract: keep it cheap) after a roll.
         self.on_roll: Any = None
         with self._lock, self._locked():
@@ -380,13 +381,25 @@ class Partition:
 
     def try_cleaner_lock(self, blocking: bool = False) -> bool:
         """Take the partition's cleaner lock (one cleaner per partition, across processes)."""
-        if self._cleaner_flock is None:
-            self._cleaner_flock = self.fs.lock(os.path.join(self.path, CLEANER_LOCK_FILE))
-        return self._cleaner_flock.acquire(blocking=blocking)
+        if not self._cleaner_mutex.acquire(blocking=blocking):
+            return False
+        try:
+            if self._cleaner_flock is None:
+                self._cleaner_flock = self.fs.lock(os.path.join(self.path, CLEANER_LOCK_FILE))
+            if self._cleaner_flock.acquire(blocking=blocking):
+                return True
+        except BaseException:
+            self._cleaner_mutex.release()
+            raise
+        self._cleaner_mutex.release()
+        return False
 
     def release_cleaner_lock(self) -> None:
         """Release the cleaner lock taken by :meth:`try_cleaner_lock`."""
-        self._cleaner_flock.release()
+        try:
+            self._cleaner_flock.release()
+        finally:
+            self._cleaner_mutex.release()
 
     def _resolve_swaps(self, names: list[str]) -> None:
         """Finish or undo compaction swaps a dead cleaner left (under the file lock).
@@ -409,7 +422,12 @@ class Partition:
             base = parsed[0]
             cleaned = os.path.join(self.path, segment_name(base, CLEANED_SUFFIX))
             if fs.exists(cleaned):
+                # Not committed.  The marker goes first: a marker without its
+                # cleaned file means "committed", and must never be left so.
+                fs.unlink(marker)
+                fs.fsync_dir(self.path)
                 fs.unlink(cleaned)
+                continue
             else:
                 try:
                     body = read_meta(fs, marker, "swap")
@@ -436,8 +454,12 @@ class Partition:
         base = old[0].base_offset
         fs = self.fs
         with self._lock, self._locked():
-            self._check_usable()
-            self._sync_tail(locked=True)
+            try:
+                self._check_usable()
+                self._sync_tail(locked=True)
+            except BaseException:
+                fs.unlink(cleaned_path)
+                raise
             segs = self._segments
             try:
                 i = next(j for j, sg in enumerate(segs) if sg is old[0])
@@ -449,6 +471,7 @@ class Partition:
                 fs.unlink(cleaned_path)
                 return None
             marker = os.path.join(self.path, segment_name(base, SWAP_SUFFIX))
+            committed = False
             try:
                 # The old indexes go first: a reader must never pair them with the new file.
                 fs.unlink(old[0].index_path)
@@ -457,6 +480,7 @@ class Partition:
                                                 "replaces": [sg.base_offset for sg in old[1:]]})
                 new = self._new_segment(base, size)
                 fs.replace(cleaned_path, old[0].log_path)  # the commit
+                committed = True
                 fs.fsync_dir(self.path)
                 for sg in old:
                     sg.retire()
@@ -464,6 +488,14 @@ class Partition:
                     self._delete_segment_files(sg)
                 fs.unlink(marker)
             except OSError as exc:
+                if not committed:  # undo: the marker first (see _resolve_swaps)
+                    with contextlib.suppress(OSError):
+                        fs.unlink(marker)
+                        fs.fsync_dir(self.path)
+                        fs.unlink(cleaned_path)
+                else:
+                    for sg in old:
+                        sg.retire()
                 self._reload_segments()
                 raise self._io_error("compaction swap", exc, old[0].log_path) from exc
             new.next_offset = next_offset
