@@ -322,7 +322,8 @@ class _TopicState:
     partitioner's choice.
     """
 
-    __slots__ = ("partitions", "all_partitions", "count", "open", "newest", "sticky", "first")
+    __slots__ = ("partitions", "all_partitions", "count", "open", "newest", "sticky", "first",
+                 "keyed")
 
     def __init__(self, partitions: list[Any]) -> None:
         self.partitions = partitions
@@ -332,6 +333,7 @@ class _TopicState:
         self.newest: list[_Batch | None] = [None] * len(partitions)  # last batch opened, per partition
         self.sticky = -1
         self.first = partitions[0]  # its config holds the topic's max.message.bytes
+        self.keyed = partitions[0].config.compacts  # a compacted topic refuses keyless records
 
 
 class Producer:
@@ -472,6 +474,8 @@ class Producer:
         if (value.__class__ is bytes and headers is None and partition is None
                 and timestamp_ms is None):
             if key is None:
+                if state.keyed:
+                    return self._send(topic, value, key, headers, partition, timestamp_ms)
                 size = len(value)
                 chosen = None  # the sticky partition, read under the lock
             elif key.__class__ is bytes:
@@ -553,6 +557,8 @@ class Producer:
         if type(topic) is not str:
             raise InvalidRecordError(f"topic must be a str, not {type(topic).__name__}")
         state = self._topics.get(topic) or self._topic_state(topic)
+        if key is None and state.first.config.compacts:
+            raise InvalidRecordError(f"topic {topic!r} is compacted: every record needs a key")
         topic_limit = state.first.config.max_message_bytes
         if size + HEADER_SIZE > topic_limit:  # alone in a batch it would still be refused
             raise RecordTooLargeError(f"the record is {size} bytes serialized, above the topic's "

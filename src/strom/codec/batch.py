@@ -371,17 +371,7 @@ class RecordBatch:
             raise self._corrupt("keys column does not match record_count")
         if headers is not None and (not isinstance(headers, list) or len(headers) != n):
             raise self._corrupt("headers column does not match record_count")
-        base = self.base_offset
-        if offset_deltas is None:
-            if n and self.last_offset_delta != n - 1:
-                raise self._corrupt("dense batch with last_offset_delta != record_count - 1")
-            offsets: Sequence[int] = range(base, base + n)
-        else:
-            if not isinstance(offset_deltas, list) or len(offset_deltas) != n or (
-                    n and (offset_deltas[-1] != self.last_offset_delta
-                           or set(map(type, offset_deltas)) != {int})):
-                raise self._corrupt("offset_deltas column does not match the header")
-            offsets = list(map(base.__add__, offset_deltas))
+        offsets = self._offsets(offset_deltas)
         first = self.first_timestamp
         if ts_deltas is None:
             timestamps = [first] * n
@@ -412,16 +402,21 @@ class RecordBatch:
         n = self.record_count
         if keys is not None and (not isinstance(keys, list) or len(keys) != n):
             raise self._corrupt("keys column does not match record_count")
+        return keys, self._offsets(offset_deltas)
+
+    def _offsets(self, offset_deltas: Any) -> Sequence[int]:
+        """The records' offsets from the payload's offset_deltas column, checked against the header."""
+        n = self.record_count
         base = self.base_offset
         if offset_deltas is None:
             if n and self.last_offset_delta != n - 1:
                 raise self._corrupt("dense batch with last_offset_delta != record_count - 1")
-            return keys, range(base, base + n)
+            return range(base, base + n)
         if not isinstance(offset_deltas, list) or len(offset_deltas) != n or (
                 n and (offset_deltas[-1] != self.last_offset_delta
                        or set(map(type, offset_deltas)) != {int})):
             raise self._corrupt("offset_deltas column does not match the header")
-        return keys, list(map(base.__add__, offset_deltas))
+        return list(map(base.__add__, offset_deltas))
 
     def records(self, start_offset: int | None = None) -> list[tuple]:
         """Records as ``(offset, timestamp, key, value, headers)`` tuples, from ``start_offset``."""

@@ -55,8 +55,7 @@ from itertools import compress
 from operator import le
 from typing import Any, Callable
 
-from ..codec.batch import (COMPRESSION_ZSTD, HEADER, HEADER_SIZE, RecordBatch, encode_payload,
-                           frame, scan)
+from ..codec.batch import HEADER, HEADER_SIZE, encode_payload, frame, scan
 from ..config import LONG_MAX
 from ..errors import CorruptRecordError, StromError
 from .index import OffsetIndex, TimeIndex
