@@ -526,8 +526,9 @@ class Cleaner:
         """One look at every partition; returns the number of partitions cleaned."""
         cleaned = 0
         try:
+            self.log._refresh()  # topics other processes created, altered or deleted
             partitions = list(self.log.partitions())
-        except StromError:
+        except (StromError, OSError):
             return 0  # closing
         retention = time.monotonic() >= self._next_retention
         if retention:

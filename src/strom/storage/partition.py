@@ -473,6 +473,12 @@ class Partition:
             marker = os.path.join(self.path, segment_name(base, SWAP_SUFFIX))
             committed = False
             try:
+                disk = self._read_checkpoint()
+                active = segs[-1]
+                if disk is None or disk[0] != active.base_offset:
+                    # A recovery point left in a sealed segment (a roll cut short) would
+                    # name bytes this swap removes; the active segment's start is as true.
+                    self._write_checkpoint(active, 0, active.base_offset)
                 # The old indexes go first: a reader must never pair them with the new file.
                 fs.unlink(old[0].index_path)
                 fs.unlink(old[0].timeindex_path)
