@@ -30,11 +30,13 @@ bench: $(STAMP)
 	$(PY) benchmarks/storage.py
 	$(PY) benchmarks/client.py
 	$(PY) benchmarks/groups.py
+	$(PY) benchmarks/compaction.py
 
 bench-quick: $(STAMP)
 	$(PY) benchmarks/storage.py --quick
 	$(PY) benchmarks/client.py --quick
 	$(PY) benchmarks/groups.py --quick
+	$(PY) benchmarks/compaction.py --quick
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis

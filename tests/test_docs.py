@@ -1,5 +1,5 @@
-"""Docs cannot drift: every Python example in README.md, docs/getting-started.md and
-docs/groups.md runs, and the quickstart runs."""
+"""Docs cannot drift: every Python example in README.md, docs/getting-started.md,
+docs/groups.md and docs/compaction.md runs, and the quickstart runs."""
 
 from __future__ import annotations
 
@@ -23,8 +23,9 @@ README = ROOT / "README.md"
 BLOCKS = python_blocks(README)
 GUIDE = ROOT / "docs" / "getting-started.md"
 GUIDE_BLOCKS = python_blocks(GUIDE)
-GROUPS = ROOT / "docs" / "groups.md"
-GROUPS_BLOCKS = python_blocks(GROUPS)
+#: Pages whose examples run, with the fewest examples each must have.
+PAGES = {"groups.md": 4, "compaction.md": 3}
+PAGE_BLOCKS = {page: python_blocks(ROOT / "docs" / page) for page in PAGES}
 
 
 def test_readme_has_examples():
@@ -48,13 +49,15 @@ def test_getting_started_example_runs(index, tmp_path, monkeypatch):
                     tmp_path, monkeypatch)
 
 
-def test_groups_has_examples():
-    assert len(GROUPS_BLOCKS) >= 4
+@pytest.mark.parametrize("page", PAGES)
+def test_page_has_examples(page):
+    assert len(PAGE_BLOCKS[page]) >= PAGES[page]
 
 
-@pytest.mark.parametrize("index", range(len(GROUPS_BLOCKS)))
-def test_groups_example_runs(index, tmp_path, monkeypatch):
-    run_guide_block(GROUPS_BLOCKS[index], f"docs/groups.md example {index + 1}",
+@pytest.mark.parametrize("page,index", [(page, i) for page, blocks in PAGE_BLOCKS.items()
+                                        for i in range(len(blocks))])
+def test_page_example_runs(page, index, tmp_path, monkeypatch):
+    run_guide_block(PAGE_BLOCKS[page][index], f"docs/{page} example {index + 1}",
                     tmp_path, monkeypatch)
 
 

@@ -358,6 +358,7 @@ class _Pass:
             if not changed:  # nothing to drop, nothing to merge: leave the segment as it is
                 out.discard(p.fs)
                 self.records_kept += read
+                self.kept_dirty_tombstone |= kept_dirty_tombstone
                 return True
             out.finish()
         except FileNotFoundError:
@@ -414,16 +415,32 @@ def clean_partition(p: Partition, *, force: bool = False, now_ms: int | None = N
     if not p.try_cleaner_lock(blocking=wait):
         return None
     try:
-        return _clean_locked(p, force=force, now_ms=now_ms, progress=progress,
-                             max_keys=max_keys, stop=stop)
+        total = None
+        while True:
+            result, more = _clean_locked(p, force=force, now_ms=now_ms, progress=progress,
+                                         max_keys=max_keys, stop=stop)
+            if result is not None:
+                total = result if total is None else _merge(total, result)
+            if not (force and more):  # a forced clean goes on until no dirty segment is left
+                return total
     except _Cancelled:
-        return None
+        return total
     finally:
         p.release_cleaner_lock()
 
 
+def _merge(first: CleanResult, later: CleanResult) -> CleanResult:
+    """Two passes over one partition as one result (sizes before from the first, after from the last)."""
+    both = first + later
+    return dataclasses.replace(both, partitions=1, bytes_before=first.bytes_before,
+                               segments_before=first.segments_before,
+                               bytes_after=later.bytes_after, segments_after=later.segments_after)
+
+
 def _clean_locked(p: Partition, *, force: bool, now_ms: int | None, progress: Progress | None,
-                  max_keys: int, stop: threading.Event | None) -> CleanResult | None:
+                  max_keys: int, stop: threading.Event | None
+                  ) -> tuple[CleanResult | None, bool]:
+    """One pass; returns its result (None if nothing was due) and whether dirty segments remain."""
     started = time.perf_counter()
     config = p.config
     now = p.clock.time_ms() if now_ms is None else now_ms
@@ -439,7 +456,8 @@ def _clean_locked(p: Partition, *, force: bool, now_ms: int | None, progress: Pr
                 cleanable = sealed[:k]
                 break
     if not cleanable:
-        return None
+        return None, False
+    truncations = p.truncations
     checkpoint = p.cleaner_checkpoint() or {"dirty_offset": 0, "horizons": []}
     horizons = _Horizons(checkpoint["horizons"])
     bases = [s.base_offset for s in cleanable]
@@ -456,12 +474,12 @@ def _clean_locked(p: Partition, *, force: bool, now_ms: int | None, progress: Pr
         first_ts = dirty[0].first_timestamp()
         due = first_ts is not None and now - first_ts > config.max_compaction_lag_ms
     if not due:
-        return None
+        return None, False
     job = _Pass(p, now, stop, progress, dirty_bytes + clean_bytes + dirty_bytes)
     try:
         latest, covered = job.build_map(dirty, max_keys)
     except FileNotFoundError:
-        return None  # retention or truncation removed a dirty segment meanwhile: next time
+        return None, False  # retention or truncation removed a dirty segment meanwhile: next time
     end = first_dirty + covered
     clean_end = segs[end].base_offset if dirty else dirty_offset
     rewrite = cleanable[:end]
@@ -471,14 +489,16 @@ def _clean_locked(p: Partition, *, force: bool, now_ms: int | None, progress: Pr
             complete = False  # the segments changed under us (retention, truncation): next time
             break
     if complete:
-        p.write_cleaner_checkpoint(clean_end, horizons.after_clean(
-            now, retention, clean_end, job.kept_dirty_tombstone))
+        complete = p.write_cleaner_checkpoint(clean_end, horizons.after_clean(
+            now, retention, clean_end, job.kept_dirty_tombstone), truncations)
     if progress is not None:
         progress(job.total, job.total)
     after = p.segments
-    return CleanResult(1, job.records_read, job.records_kept, job.tombstones_removed,
-                       job.bytes_read, job.bytes_written, before_bytes, sum(s.size for s in after),
-                       before_count, len(after), time.perf_counter() - started)
+    result = CleanResult(1, job.records_read, job.records_kept, job.tombstones_removed,
+                         job.bytes_read, job.bytes_written, before_bytes,
+                         sum(s.size for s in after), before_count, len(after),
+                         time.perf_counter() - started)
+    return result, complete and end < len(cleanable)
 
 
 class Cleaner:

@@ -363,6 +363,8 @@ class Partition:
                 segs = segs[:i + 1]
                 break
         self._set_segments(segs)
+        if truncated:
+            self._cut_cleaner_checkpoint(self._end_offset)
         active = segs[-1]
         if active.next_offset is None:
             active.next_offset = active.base_offset
@@ -531,11 +533,41 @@ class Partition:
             return None  # lost progress only costs a fuller clean
         return {"dirty_offset": dirty, "horizons": horizons}
 
-    def write_cleaner_checkpoint(self, dirty_offset: int, horizons: list[tuple[int, int]]) -> None:
-        """Persist the cleaner's progress (under the file lock, so recovery never sees a half state)."""
+    def write_cleaner_checkpoint(self, dirty_offset: int, horizons: list[tuple[int, int]],
+                                 truncations: int) -> bool:
+        """Persist the cleaner's progress, unless the partition was truncated since
+        ``truncations`` was read (then the offsets it names may hold other records).
+
+        Returns True if written.
+        """
         with self._lock, self._locked():
-            write_meta(self.fs, os.path.join(self.path, CLEANER_CHECKPOINT_FILE), "cleaner",
-                       {"dirty_offset": dirty_offset, "horizons": [list(h) for h in horizons]})
+            self._sync_tail(locked=True)
+            if self._truncations != truncations:
+                return False
+            self._store_cleaner_checkpoint(dirty_offset, horizons)
+            return True
+
+    def _store_cleaner_checkpoint(self, dirty_offset: int, horizons: list[tuple[int, int]]) -> None:
+        write_meta(self.fs, os.path.join(self.path, CLEANER_CHECKPOINT_FILE), "cleaner",
+                   {"dirty_offset": dirty_offset, "horizons": [list(h) for h in horizons]})
+
+    def _cut_cleaner_checkpoint(self, end: int) -> None:
+        """The log now ends at ``end`` (truncation): forget cleaning progress past it.
+
+        Offsets at and after ``end`` will hold new records, dirty again, whose
+        tombstones must not inherit an old clean's horizon (Kafka truncates its
+        cleaner checkpoint the same way).
+        """
+        cp = self.cleaner_checkpoint()
+        if cp is None or (cp["dirty_offset"] <= end and all(e <= end for e, _ in cp["horizons"])):
+            return
+        self._store_cleaner_checkpoint(min(cp["dirty_offset"], end),
+                                       [(min(e, end), t) for e, t in cp["horizons"]])
+
+    @property
+    def truncations(self) -> int:
+        """How many times valid batches were removed from this partition (as of the last look)."""
+        return self._truncations
 
     def segments_for_cleaning(self) -> list[Segment]:
         """Every segment (the last is the active one), after catching up with other processes
@@ -1127,6 +1159,7 @@ class Partition:
                 seg.next_offset = seg.base_offset
             self._durable = (None, 0)
             self._set_segments(self._segments[:i + 1])
+            self._cut_cleaner_checkpoint(self._end_offset)
             cp = self._checkpoint
             if cp is None or (cp[0], cp[1]) > (seg.base_offset, cut_pos):
                 seg.save_indexes()
