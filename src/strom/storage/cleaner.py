@@ -52,10 +52,10 @@ import threading
 import time
 from bisect import bisect_left, bisect_right
 from itertools import compress
-from operator import le
+from operator import itemgetter, le
 from typing import Any, Callable
 
-from ..codec.batch import HEADER, HEADER_SIZE, encode_payload, frame, scan
+from ..codec.batch import HEADER, HEADER_SIZE, RecordBatch, encode_payload, frame, scan
 from ..config import LONG_MAX
 from ..errors import CorruptRecordError, StromError
 from .index import OffsetIndex, TimeIndex
@@ -272,6 +272,7 @@ class _Pass:
         self.bytes_read = 0
         self.bytes_written = 0
         self.kept_dirty_tombstone = False
+        self.survivors: list[int] | None = None
 
     def advance(self, nbytes: int) -> None:
         self.done += nbytes
@@ -281,17 +282,22 @@ class _Pass:
     def build_map(self, segs: list[Segment], max_keys: int) -> tuple[dict, int]:
         """Key -> latest offset over ``segs``; returns the map and how many segments it covers."""
         latest: dict = {}
-        covered = 0
+        covered = mapped = 0
         for seg in segs:
             for b, _raw in _batches(seg, self.stop):
                 keys, offsets = b.keys_and_offsets()
                 if keys is not None:
                     latest.update(zip(keys, offsets))
+                    mapped += len(keys)
             covered += 1
             self.advance(seg.size)
             if len(latest) >= max_keys:
                 break
         latest.pop(None, None)
+        # In the dirty tail a record stays exactly when its offset is its key's
+        # latest: the sorted latest offsets say which records of a batch stay
+        # (none or all: without decoding it) at a cost per survivor, not per record.
+        self.survivors = sorted(latest.values())
         return latest, covered
 
     def clean_group(self, group: list[Segment], latest: dict, dirty_offset: int,
@@ -303,10 +309,47 @@ class _Pass:
         changed = len(group) > 1
         read = kept_total = tombstones = 0
         kept_dirty_tombstone = False
+        survivors = self.survivors
         try:
             for seg in group:
                 for b, raw in _batches(seg, self.stop):
-                    offsets, timestamps, keys, values, headers = b.columns()
+                    if survivors is not None and b.base_offset >= dirty_offset:
+                        # Every key of the dirty tail is in the map: a record here
+                        # stays exactly when its offset is its key's latest.
+                        hits = (bisect_right(survivors, b.base_offset + b.last_offset_delta)
+                                - bisect_left(survivors, b.base_offset))
+                        if not hits:
+                            read += b.record_count
+                            changed = True
+                            continue
+                        if hits == b.record_count:
+                            read += hits
+                            kept_total += hits
+                            kept_dirty_tombstone = True  # it may hold one: its clock starts now
+                            out.add((raw,), b.size, b.base_offset, b.next_offset, b.max_timestamp)
+                            continue
+                        offsets, timestamps, keys, values, headers = b.columns()
+                        if type(offsets) is range:  # dense: positions are offset - base
+                            lo = bisect_left(survivors, b.base_offset)
+                            k_offsets = survivors[lo:lo + hits]
+                            pick = itemgetter(*map(b.base_offset.__rsub__, k_offsets))
+                            n = len(values)
+                            read += n
+                            kept_total += hits
+                            if hits == 1:
+                                k_values, k_keys, k_ts = [pick(values)], [pick(keys)], [pick(timestamps)]
+                                k_headers = [pick(headers)] if headers is not None else None
+                            else:
+                                k_values, k_keys, k_ts = list(pick(values)), list(pick(keys)), \
+                                    list(pick(timestamps))
+                                k_headers = list(pick(headers)) if headers is not None else None
+                            if None in k_values:
+                                kept_dirty_tombstone = True
+                            changed = True
+                            out.add(*_reencode(b, k_offsets, k_keys, k_values, k_ts, k_headers))
+                            continue
+                    else:
+                        offsets, timestamps, keys, values, headers = b.columns()
                     n = len(values)
                     read += n
                     if keys is None:  # no keys at all: nothing a compacted topic keeps
@@ -336,22 +379,10 @@ class _Pass:
                     changed = True
                     if not kept:
                         continue
-                    k_offsets = list(compress(offsets, keep))
-                    new_base = k_offsets[0]
-                    first_ts = timestamps[0]
-                    enc = encode_payload(
-                        list(compress(values, keep)), list(compress(keys, keep)),
-                        first_ts if timestamps.count(first_ts) == n
-                        else list(compress(timestamps, keep)),
-                        list(compress(headers, keep)) if headers is not None else None,
-                        offset_deltas=list(map(new_base.__rsub__, k_offsets)),
-                        compression=b.compression, log_append_time=b.log_append_time,
-                        producer_id=b.producer_id, producer_epoch=b.producer_epoch,
-                        base_sequence=(b.base_sequence + new_base - b.base_offset
-                                       if b.base_sequence >= 0 else -1))
-                    header = frame(enc, new_base)
-                    out.add((header, enc.payload), enc.batch_size, new_base,
-                            new_base + enc.last_offset_delta + 1, enc.max_timestamp)
+                    out.add(*_reencode(
+                        b, list(compress(offsets, keep)), list(compress(keys, keep)),
+                        list(compress(values, keep)), list(compress(timestamps, keep)),
+                        list(compress(headers, keep)) if headers is not None else None))
                 self.advance(seg.size)
             self.records_read += read
             self.bytes_read += sum(s.size for s in group)
@@ -377,6 +408,22 @@ class _Pass:
         self.bytes_written += out.pos
         self.kept_dirty_tombstone |= kept_dirty_tombstone
         return True
+
+
+def _reencode(b: RecordBatch, offsets: list[int], keys: list, values: list,
+              timestamps: list[int], headers: list | None) -> tuple:
+    """The kept records of ``b`` as a new batch, for :meth:`_Output.add`: same offsets,
+    timestamps, headers, compression and producer fields; base offset = first kept."""
+    base = offsets[0]
+    first_ts = timestamps[0]
+    enc = encode_payload(
+        values, keys, first_ts if timestamps.count(first_ts) == len(timestamps) else timestamps,
+        headers, offset_deltas=list(map(base.__rsub__, offsets)),
+        compression=b.compression, log_append_time=b.log_append_time,
+        producer_id=b.producer_id, producer_epoch=b.producer_epoch,
+        base_sequence=b.base_sequence + base - b.base_offset if b.base_sequence >= 0 else -1)
+    return ((frame(enc, base), enc.payload), enc.batch_size, base,
+            base + enc.last_offset_delta + 1, enc.max_timestamp)
 
 
 def _groups(segs: list[Segment], max_bytes: int, following_base: int) -> list[list[Segment]]:
