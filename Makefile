@@ -25,6 +25,7 @@ test: $(STAMP)
 
 soak: $(STAMP)
 	STROM_CRASH_ROUNDS=$(SOAK_ROUNDS) $(PY) -m pytest -q -s tests/storage/test_crash.py
+	STROM_COMPACTION_CRASH_ROUNDS=1000 $(PY) -m pytest -q -s tests/storage/test_compaction_crash.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/storage.py
