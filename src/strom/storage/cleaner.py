@@ -612,11 +612,12 @@ class Cleaner:
                     cleaned += 1
                     self.cleans += 1
                 self.errors.pop(key, None)
-            except (StromError, OSError) as exc:
+            except Exception as exc:  # a background thread must outlive any one partition's trouble
                 if self._stop.is_set() or getattr(p, "_closed", False):
                     break
                 if self.errors.get(key).__class__ is not exc.__class__:
-                    logger.warning("cleaning %s-%d failed: %s", p.topic, p.partition, exc)
+                    logger.warning("cleaning %s-%d failed: %r", p.topic, p.partition, exc,
+                                   exc_info=not isinstance(exc, (StromError, OSError)))
                 self.errors[key] = exc
         return cleaned
 
