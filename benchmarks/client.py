@@ -78,10 +78,8 @@ run by hand.
 from __future__ import annotations
 
 import argparse
-import datetime
 import gc
 import os
-import platform
 import shutil
 import statistics
 import struct
@@ -91,10 +89,7 @@ import threading
 import time
 from collections.abc import Callable
 
-import msgpack
 import storage as storage_bench  # benchmarks/storage.py: data, floors, table helpers
-import xxhash
-import zstandard
 
 import strom
 
@@ -656,15 +651,7 @@ def header(args: argparse.Namespace, fs_kind: str, load: tuple[float, float, flo
     return [
         "strom client benchmark" + (" (--quick: a smoke run; one round, small n, figures indicative only)"
                                     if args.quick else ""),
-        f"date       {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"machine    {os.cpu_count()} logical CPUs, {platform.machine()}, {platform.platform()}",
-        f"python     {platform.python_implementation()} {platform.python_version()}",
-        (f"versions   strom {strom.__version__} ({storage_bench.git_revision()}), "
-         f"msgpack {'.'.join(map(str, msgpack.version))}, "
-         f"zstandard {zstandard.__version__}, xxhash {xxhash.VERSION}"),
-        f"data dir   {fs_kind} file system" + (" (system temp)" if args.dir is None else " (--dir)"),
-        (f"load avg   {' '.join(f'{x:.2f}' for x in load)} (1/5/15 min) at start, "
-         f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} at end"),
+        *storage_bench.machine_lines(fs_kind, args.dir is not None, load),
         f"calibrate  empty `for v in values: pass` loop {loop_ns:.1f} ns/iter (peers.md: 14-16)",
         (f"warm-up    page-cache writes in 64 KiB: first pass {warm[0]:,.0f} MB/s, "
          f"second pass {warm[1]:,.0f} MB/s (a slow first pass = memory not touched since boot)"),

@@ -73,20 +73,15 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import datetime
 import gc
 import os
-import platform
 import pstats
 import random
 import shutil
 import statistics
 import time
 
-import msgpack
 import storage as storage_bench  # benchmarks/storage.py: data, table helpers, machine facts
-import xxhash
-import zstandard
 
 import strom
 from strom.storage.cleaner import CleanResult, clean_partition
@@ -100,6 +95,7 @@ KEY_BYTES = storage_bench.KEY_BYTES
 VALUE_BYTES = storage_bench.VALUE_BYTES
 RECORD_BYTES = storage_bench.RECORD_BYTES
 RECORDS_PER_APPEND = storage_bench.RECORDS_PER_APPEND
+read_partition = storage_bench.read_partition
 #: About 8 sealed segments of the full run's 240 MB (the quick run's 24 MB: 4 MiB).
 SEGMENT_BYTES = 32 * 1024 * 1024
 QUICK_SEGMENT_BYTES = 4 * 1024 * 1024
@@ -142,31 +138,6 @@ def fill(directory: str, vbatches: list, kbatches: list, compression: str | None
         p.roll()
     finally:
         log.close()
-
-
-def read_partition(p, expect: int) -> float:
-    """Seconds to read ``p`` from offset 0, summing len() of every key and value.
-
-    storage.py's ``strom_read`` loop, given the partition: that function
-    opens its own Log, whose background cleaner would compact this
-    partition while it is being read.
-    """
-    read = p.read
-    t = time.perf_counter()
-    offset = count = payload = 0
-    while True:
-        batches = read(offset)
-        if not batches:
-            break
-        for b in batches:
-            _offsets, _timestamps, keys, values, _headers = b.columns()
-            count += len(values)
-            payload += sum(map(len, keys)) + sum(map(len, values))
-        offset = batches[-1].next_offset
-    dt = time.perf_counter() - t
-    if count != expect or payload != expect * RECORD_BYTES:
-        raise SystemExit(f"strom read {count} records / {payload} bytes, expected {expect}")
-    return dt
 
 
 def read_and_clean(directory: str, n: int, distinct: int) -> tuple[float, CleanResult]:
@@ -330,15 +301,7 @@ def header(args, fs_kind: str, load: tuple[float, float, float], warm: tuple[flo
     return [
         "strom compaction benchmark" + (" (--quick: a smoke run; one round, a small partition, "
                                         "figures indicative only)" if args.quick else ""),
-        f"date       {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"machine    {os.cpu_count()} logical CPUs, {platform.machine()}, {platform.platform()}",
-        f"python     {platform.python_implementation()} {platform.python_version()}",
-        (f"versions   strom {strom.__version__} ({storage_bench.git_revision()}), "
-         f"msgpack {'.'.join(map(str, msgpack.version))}, "
-         f"zstandard {zstandard.__version__}, xxhash {xxhash.VERSION}"),
-        f"data dir   {fs_kind} file system" + (" (system temp)" if args.dir is None else " (--dir)"),
-        (f"load avg   {' '.join(f'{x:.2f}' for x in load)} (1/5/15 min) at start, "
-         f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} at end"),
+        *storage_bench.machine_lines(fs_kind, args.dir is not None, load),
         (f"warm-up    page-cache writes in 64 KiB: first pass {warm[0]:,.0f} MB/s, "
          f"second pass {warm[1]:,.0f} MB/s"),
     ]

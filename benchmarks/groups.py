@@ -92,11 +92,9 @@ they are not meant to be run by hand.
 from __future__ import annotations
 
 import argparse
-import datetime
 import fcntl
 import itertools
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -106,10 +104,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Callable
 
-import msgpack
 import storage as storage_bench  # benchmarks/storage.py: table helpers, machine facts
-import xxhash
-import zstandard
 
 import strom
 from strom.group.coordinator import GroupState, GroupStore
@@ -633,16 +628,7 @@ def header(args: argparse.Namespace, fs_kind: str, load: tuple[float, float, flo
     return [
         "strom consumer group benchmark"
         + (" (--quick: a smoke run; few rounds, figures indicative only)" if args.quick else ""),
-        f"date       {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"machine    {os.cpu_count()} logical CPUs, {platform.machine()}, {platform.platform()}",
-        f"python     {platform.python_implementation()} {platform.python_version()}",
-        (f"versions   strom {strom.__version__} ({storage_bench.git_revision()}), "
-         f"msgpack {'.'.join(map(str, msgpack.version))}, "
-         f"zstandard {zstandard.__version__}, xxhash {xxhash.VERSION}"),
-        f"data dir   {fs_kind} file system"
-        + (" (system temp)" if args.dir is None else " (--dir)"),
-        (f"load avg   {' '.join(f'{x:.2f}' for x in load)} (1/5/15 min) at start, "
-         f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} at end"),
+        *storage_bench.machine_lines(fs_kind, args.dir is not None, load),
         (f"setup      topic of {PARTITIONS} partitions; a producer process at {RATE:,.0f} rec/s "
          f"({RECORDS_PER_TICK} record to each partition every {TICK_S * 1000:.0f} ms, "
          f"{VALUE_BYTES} B values, acks=1); {STEADY} consumer processes for the whole run, a "

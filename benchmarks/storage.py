@@ -239,24 +239,28 @@ def strom_append(directory: str, vbatches, kbatches, tbatches, acks, compression
 
 def strom_read(directory: str, expect: int) -> float:
     """Seconds to read the whole partition from offset 0, summing len() of every key and value."""
-    log = strom.open(directory)
+    log = strom.open(directory, cleaner=False)
     try:
-        p = log.partition(TOPIC, 0)
-        read = p.read
-        t = time.perf_counter()
-        offset = count = payload = 0
-        while True:
-            batches = read(offset)
-            if not batches:
-                break
-            for b in batches:
-                _offsets, _timestamps, keys, values, _headers = b.columns()
-                count += len(values)
-                payload += sum(map(len, keys)) + sum(map(len, values))
-            offset = batches[-1].next_offset
-        dt = time.perf_counter() - t
+        return read_partition(log.partition(TOPIC, 0), expect)
     finally:
         log.close()
+
+
+def read_partition(p: strom.Partition, expect: int) -> float:
+    """Seconds to read ``p`` from offset 0, summing len() of every key and value (checked)."""
+    read = p.read
+    t = time.perf_counter()
+    offset = count = payload = 0
+    while True:
+        batches = read(offset)
+        if not batches:
+            break
+        for b in batches:
+            _offsets, _timestamps, keys, values, _headers = b.columns()
+            count += len(values)
+            payload += sum(map(len, keys)) + sum(map(len, values))
+        offset = batches[-1].next_offset
+    dt = time.perf_counter() - t
     if count != expect or payload != expect * RECORD_BYTES:
         raise SystemExit(f"strom read {count} records / {payload} bytes, expected {expect}")
     return dt
@@ -625,21 +629,27 @@ def table2(rows: list[dict], kills: int) -> tuple[Table, list[str]]:
     return t, notes
 
 
-def header(args, fs_kind: str, load: tuple[float, float, float], warm: tuple[float, float] | None,
-           loop_ns: float | None) -> list[str]:
-    lines = [
-        "strom storage benchmark" + (" (--quick: a smoke run; one round, small logs, figures indicative only)"
-                                     if args.quick else ""),
+def machine_lines(fs_kind: str, dir_given: bool, load: tuple[float, float, float]) -> list[str]:
+    """The lines every benchmark's header starts with: date, machine, versions, data dir, load."""
+    return [
         f"date       {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
         f"machine    {os.cpu_count()} logical CPUs, {platform.machine()}, {platform.platform()}",
         f"python     {platform.python_implementation()} {platform.python_version()}",
         f"versions   strom {strom.__version__} ({git_revision()}), "
         f"msgpack {'.'.join(map(str, msgpack.version))}, "
         f"zstandard {zstandard.__version__}, xxhash {xxhash.VERSION}",
-        f"data dir   {fs_kind} file system"
-        + (" (system temp)" if args.dir is None else " (--dir)"),
+        f"data dir   {fs_kind} file system" + (" (--dir)" if dir_given else " (system temp)"),
         f"load avg   {' '.join(f'{x:.2f}' for x in load)} (1/5/15 min) at start, "
         f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} at end",
+    ]
+
+
+def header(args, fs_kind: str, load: tuple[float, float, float], warm: tuple[float, float] | None,
+           loop_ns: float | None) -> list[str]:
+    lines = [
+        "strom storage benchmark" + (" (--quick: a smoke run; one round, small logs, figures indicative only)"
+                                     if args.quick else ""),
+        *machine_lines(fs_kind, args.dir is not None, load),
     ]
     if loop_ns is not None:
         lines.append(f"calibrate  empty `for v in values: pass` loop {loop_ns:.1f} ns/iter (peers.md: 14-16)")

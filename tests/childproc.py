@@ -12,8 +12,10 @@ import importlib.util
 import json
 import os
 import selectors
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,6 +44,104 @@ def child_env() -> dict[str, str]:
     parts = [str(SRC)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
     env["PYTHONPATH"] = os.pathsep.join(parts)
     return env
+
+
+class LineChild:
+    """A child script that only talks: its stdout lines go to :meth:`on_line` as they come.
+
+    The parent selects on ``fd`` and calls :meth:`feed`; stderr goes to a
+    temporary file, read back by :meth:`died_on_its_own`.
+    """
+
+    def __init__(self, script: Path, args: list[Any], env: dict[str, str], name: str) -> None:
+        self.name = name
+        self.stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen([sys.executable, str(script), *map(str, args)],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=self.stderr, env=env)
+        self.fd = self.proc.stdout.fileno()
+        self.started = time.monotonic()
+        self.eof = False
+        self.killed = False
+        self._buf = b""
+
+    def on_line(self, line: bytes) -> None:
+        """One whole line the child wrote (without its newline)."""
+        raise NotImplementedError
+
+    def feed(self) -> bool:
+        """Read what the pipe holds (call when select says it is readable); False at end of file."""
+        data = os.read(self.fd, 1 << 16)
+        if not data:
+            self.eof = True
+            return False
+        self._buf += data
+        *lines, self._buf = self._buf.split(b"\n")
+        for line in lines:
+            self.on_line(line)
+        return True
+
+    def kill(self) -> None:
+        """SIGKILL, reap, and read every line it wrote before it died."""
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.killed = True
+        self.proc.wait(timeout=CHILD_TIMEOUT_S)
+        while not self.eof:
+            self.feed()
+        assert not self._buf, f"{self.name} left a partial line {self._buf!r}"
+
+    def died_on_its_own(self, what: str = "before it was killed") -> str:
+        """Its exit code and stderr, for a failure message."""
+        self.stderr.seek(0)
+        return (f"{self.name} exited with {self.proc.returncode} {what}:\n"
+                + self.stderr.read().decode(errors="replace"))
+
+    def close(self) -> None:
+        """Kill it if it still runs; close the pipes."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        if self.proc.stdout and not self.proc.stdout.closed:
+            self.proc.stdout.close()
+        self.stderr.close()
+
+
+def kill_by_plans(children: list[LineChild], plans: list[Any], what: str = "children") -> None:
+    """Kill each child when its plan says so; return once all are dead, their pipes drained.
+
+    A plan has ``due(child, now) -> bool`` (kill it now) and ``wait(child,
+    now) -> float | None`` (how long until it may be due without a line from
+    the child; None: only a line can make it due).  A child that exits by
+    itself, or a run that outlasts CHILD_TIMEOUT_S, fails the test.  Every
+    child is closed at the end.
+    """
+    sel = selectors.DefaultSelector()
+    try:
+        for c in children:
+            sel.register(c.fd, selectors.EVENT_READ, c)
+        deadline = time.monotonic() + CHILD_TIMEOUT_S
+        while not all(c.killed for c in children):
+            now = time.monotonic()
+            assert now < deadline, f"{what} hung: neither printing nor dying"
+            for c, plan in zip(children, plans):
+                if not c.killed and plan.due(c, now):
+                    sel.unregister(c.fd)
+                    c.kill()
+            waits = [w for c, plan in zip(children, plans) if not c.killed
+                     for w in [plan.wait(c, now)] if w is not None]
+            for key, _ in sel.select(max(0.0, min(waits)) if waits else 0.05):
+                c = key.data
+                c.feed()
+                if c.eof:
+                    c.proc.wait(timeout=CHILD_TIMEOUT_S)
+                    pytest.fail(c.died_on_its_own())
+        for c in children:
+            assert c.proc.returncode == -signal.SIGKILL, c.died_on_its_own()
+    finally:
+        sel.close()
+        for c in children:
+            c.close()
 
 
 class Child:

@@ -148,6 +148,18 @@ class KeyIndex:
         return out
 
 
+def fill(path: str, history: History) -> None:
+    """The initial partition: FILL_RECORDS records, one per key (about 2 MiB)."""
+    import strom
+
+    with strom.open(path, cleaner=False) as log:
+        log.create_topic(TOPIC, 1, config=TOPIC_CONFIG)
+        p = log.partition(TOPIC, 0)
+        for start in range(0, FILL_RECORDS, 200):
+            values, keys, timestamps = history.columns(start, 200)
+            p.append(values, keys=keys, timestamps=timestamps, acks=1)
+
+
 def _say(line: str) -> None:
     os.write(1, (line + "\n").encode())  # one write: a whole line or nothing
 

@@ -68,10 +68,12 @@ def env(request, tmp_path):
     e.close()
 
 
-def read_all(p: strom.Partition, max_bytes: int = 1 << 20) -> list[tuple]:
-    """Every record from the log start to the end, following offsets (gaps and all)."""
+def read_all(p: strom.Partition, max_bytes: int = 1 << 20, offset: int | None = None) -> list[tuple]:
+    """Every record from ``offset`` (the log start) to the end, following offsets (gaps and all)."""
     out: list[tuple] = []
-    offset, end = p.log_start_offset, p.log_end_offset
+    end = p.log_end_offset
+    if offset is None:
+        offset = p.log_start_offset
     while offset < end:
         batches = p.read(offset, max_bytes)
         if not batches:
@@ -626,7 +628,7 @@ def test_reader_inside_a_replaced_segment(env, reader):
     assert writer.segments[0] is not old_segment  # replaced under the reader
     got = [r for b in first for r in b.records()]
     offset = first[-1].last_offset + 1
-    got.extend(r for r in read_all_from(p, offset))
+    got.extend(read_all(p, 100, offset))
     offsets = [r[0] for r in got]
     assert offsets == sorted(set(offsets))
     for o, _ts, k, v, _h in got:
@@ -640,13 +642,3 @@ def test_reader_inside_a_replaced_segment(env, reader):
         assert {36, 37, 38, 39, 40} <= set(offsets)
 
 
-def read_all_from(p: strom.Partition, offset: int) -> list[tuple]:
-    out: list[tuple] = []
-    while offset < p.log_end_offset:
-        batches = p.read(offset, 100)
-        if not batches:
-            break
-        for b in batches:
-            out.extend(b.records(offset))
-        offset = batches[-1].last_offset + 1
-    return out

@@ -58,10 +58,6 @@ import os
 import random
 import selectors
 import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -93,17 +89,12 @@ WRITER_STEPS = [("create", "after", ".log"), ("fsync_dir", "before", ""),
 LEFTOVER_SUFFIXES = (".cleaned", ".swap", ".deleted", ".tmp")
 
 
-class Proc:
+class Proc(childproc.LineChild):
     """One child process; its lines are parsed as they come."""
 
     def __init__(self, mode: str, path: str, args: list, env: dict[str, str]) -> None:
+        super().__init__(CHILD_SCRIPT, [mode, path, *args], env, f"{mode} child (seed {SEED})")
         self.mode = mode
-        self.stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            [sys.executable, str(CHILD_SCRIPT), mode, path, *map(str, args)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.stderr, env=env)
-        self.fd = self.proc.stdout.fileno()
-        self.started = time.monotonic()
         self.ready_at: float | None = None
         self.ready_end: int | None = None
         self.acked_end: int | None = None  # end of the last acknowledged append
@@ -114,22 +105,9 @@ class Proc:
         self.cleans: list[tuple] = []  # (seconds, segments before, after, bytes written)
         self.pauses: list[str] = []  # file names of the pauses, in order
         self.last: str = ""
-        self.killed = False
-        self.eof = False
-        self._buf = b""
 
-    def feed(self) -> None:
-        """Read what the pipe holds (call when select says it is readable)."""
-        data = os.read(self.fd, 1 << 16)
-        if not data:
-            self.eof = True
-            return
-        self._buf += data
-        *lines, self._buf = self._buf.split(b"\n")
-        for line in lines:
-            self.on_line(line.decode())
-
-    def on_line(self, line: str) -> None:
+    def on_line(self, raw: bytes) -> None:
+        line = raw.decode()
         fields = line.split()
         kind = fields[0]
         if kind == "problem":
@@ -167,28 +145,6 @@ class Proc:
         if self.inflight is not None:
             return "appending"
         return "between"
-
-    def kill(self) -> None:
-        """SIGKILL, reap, and read every line it wrote before it died."""
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-        self.killed = True
-        self.proc.wait(timeout=CHILD_TIMEOUT_S)
-        while not self.eof:
-            self.feed()
-        assert not self._buf, f"{self.mode} child left a partial line {self._buf!r}"
-
-    def died_on_its_own(self) -> str:
-        self.stderr.seek(0)
-        return (f"{self.mode} child exited with {self.proc.returncode} before it was killed "
-                f"(seed {SEED}):\n" + self.stderr.read().decode(errors="replace"))
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc.stdout.close()
-        self.stderr.close()
 
 
 class KillPlan:
@@ -254,32 +210,7 @@ class KillPlan:
 
 def run_children(children: list[Proc], plans: list[KillPlan]) -> None:
     """Kill each child by its plan; returns once all are dead and their pipes drained."""
-    sel = selectors.DefaultSelector()
-    try:
-        for c in children:
-            sel.register(c.fd, selectors.EVENT_READ, c)
-        deadline = time.monotonic() + CHILD_TIMEOUT_S
-        while not all(c.killed for c in children):
-            now = time.monotonic()
-            assert now < deadline, "children hung: neither printing nor dying"
-            for c, plan in zip(children, plans):
-                if not c.killed and plan.due(c, now):
-                    sel.unregister(c.fd)
-                    c.kill()
-            waits = [plan.wait(c, now) for c, plan in zip(children, plans) if not c.killed]
-            timeout = max(0.0, min(waits)) if waits else 0.0
-            for key, _ in sel.select(timeout):
-                c = key.data
-                c.feed()
-                if c.eof:
-                    c.proc.wait(timeout=CHILD_TIMEOUT_S)
-                    pytest.fail(c.died_on_its_own())
-        for c in children:
-            assert c.proc.returncode == -signal.SIGKILL, c.died_on_its_own()
-    finally:
-        sel.close()
-        for c in children:
-            c.close()
+    childproc.kill_by_plans(children, plans)
 
 
 def wait_ready(c: Proc) -> None:
@@ -382,16 +313,6 @@ def final_clean(path: str, history, index, expect: Expect) -> tuple[int, int]:
         return len(offsets), len(p.segments)
 
 
-def fill(path: str, history) -> None:
-    """The initial partition: FILL_RECORDS records, one per key (about 2 MiB)."""
-    with strom.open(path, cleaner=False) as log:
-        log.create_topic(TOPIC, 1, config=child.TOPIC_CONFIG)
-        p = log.partition(TOPIC, 0)
-        for start in range(0, child.FILL_RECORDS, 200):
-            values, keys, timestamps = history.columns(start, 200)
-            p.append(values, keys=keys, timestamps=timestamps, acks=1)
-
-
 class Stats:
     def __init__(self) -> None:
         self.rounds = 0
@@ -434,7 +355,7 @@ def crash_loop(tmp_path: Path, rounds: int, with_writer: bool, label: str) -> No
     path = str(tmp_path / "data")
     history = child.History(SEED)
     index = child.KeyIndex(history)
-    fill(path, history)
+    child.fill(path, history)
     expect = Expect(child.FILL_RECORDS)
     rng = random.Random(f"{SEED}/{with_writer}")
     env = childproc.child_env()

@@ -48,24 +48,18 @@ a temp dir.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from bisect import bisect_left, bisect_right
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, precondition,
+from hypothesis.stateful import (initialize, invariant, precondition,
                                  rule)
 
+from partition_machine import PartitionMachine  # tests/storage/partition_machine.py
 import strom
-from strom import ManualClock
 from strom.config import LONG_MAX
 from strom.storage.cleaner import DEFAULT_MAX_KEYS, clean_partition
-from strom.storage.fs import OS_FS
-from strom.storage.memfs import MemoryFileSystem
-from strom.storage.segment import segment_name
 
-T0 = 1_700_000_000_000
 TOPIC = "c"
 KEYS = 6
 
@@ -73,17 +67,11 @@ _value = st.one_of(st.none(), st.binary(max_size=40), st.binary(max_size=40),
                    st.binary(max_size=40))  # a tombstone one time in four
 
 
-class CompactionModel(RuleBasedStateMachine):
-    memory = False  # True: the log lives in a MemoryFileSystem
+class CompactionModel(PartitionMachine):
+    topic = TOPIC
 
     def __init__(self) -> None:
         super().__init__()
-        if self.memory:
-            self.fs, self.dir = MemoryFileSystem(), "/model"
-        else:
-            self.fs, self.dir = OS_FS, tempfile.mkdtemp(prefix="strom-compaction-model-")
-        self.clock = ManualClock(T0)
-        self.log: strom.Log | None = None
         #: offset -> (key, value, timestamp, clock at append), every record ever appended
         self.history: dict[int, tuple[bytes, bytes | None, int, int]] = {}
         self.end = 0
@@ -122,25 +110,7 @@ class CompactionModel(RuleBasedStateMachine):
         self.log = strom.open(self.dir, clock=self.clock, fs=self.fs, cleaner=False,
                               cleaner_max_keys=self.max_keys)
 
-    def teardown(self) -> None:
-        try:
-            if self.log is not None:
-                self.log.close()
-        finally:
-            if not self.memory:
-                shutil.rmtree(self.dir, ignore_errors=True)
-
     # -- helpers ----------------------------------------------------------------------
-
-    @property
-    def pdir(self) -> str:
-        return os.path.join(self.dir, TOPIC, "0")
-
-    def layout(self) -> list[tuple[int, int]]:
-        """(base offset, file size) of every segment, oldest first, as on disk."""
-        return [(s.base_offset,
-                 self.fs.file_size(os.path.join(self.pdir, segment_name(s.base_offset))))
-                for s in self.p.segments]
 
     def read_all(self, max_bytes: int = 300) -> list[tuple]:
         """Every record from the log start to the end, following offsets."""

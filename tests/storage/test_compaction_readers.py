@@ -34,9 +34,6 @@ from __future__ import annotations
 import os
 import random
 import selectors
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -56,56 +53,29 @@ RUN_S = 10.0
 READERS = 3
 
 
-class Running:
+class Running(childproc.LineChild):
     """A child that runs for RUN_S and ends with ``done``; its lines are kept."""
 
     def __init__(self, args: list, env: dict[str, str]) -> None:
-        self.name = " ".join(map(str, args[:1] + args[3:4]))
-        self.stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([sys.executable, str(CHILD_SCRIPT), *map(str, args)],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=self.stderr, env=env)
+        super().__init__(CHILD_SCRIPT, args, env, " ".join(map(str, args[:1] + args[3:4])))
         self.lines: list[list[str]] = []
         self.done = False
-        self._buf = b""
 
-    def feed(self) -> bool:
-        """Read what the pipe holds; False at end of file."""
-        data = os.read(self.proc.stdout.fileno(), 1 << 16)
-        if not data:
-            return False
-        self._buf += data
-        *lines, self._buf = self._buf.split(b"\n")
-        for line in lines:
-            text = line.decode()
-            if text.startswith("problem"):
-                pytest.fail(f"{self.name} (seed {SEED}): {text}")
-            self.done |= text == "done"
-            self.lines.append(text.split())
-        return True
+    def on_line(self, line: bytes) -> None:
+        text = line.decode()
+        if text.startswith("problem"):
+            pytest.fail(f"{self.name} (seed {SEED}): {text}")
+        self.done |= text == "done"
+        self.lines.append(text.split())
 
     def failure(self) -> str:
-        self.stderr.seek(0)
-        return (f"{self.name} exited with {self.proc.returncode} (seed {SEED}):\n"
-                + self.stderr.read().decode(errors="replace"))
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        self.proc.stdout.close()
-        self.stderr.close()
+        return self.died_on_its_own(f"(seed {SEED})")
 
 
 def test_readers_in_other_processes_during_compaction(tmp_path: Path) -> None:
     path = str(tmp_path / "data")
     history = child.History(SEED)
-    with strom.open(path, cleaner=False) as log:
-        log.create_topic(TOPIC, 1, config=child.TOPIC_CONFIG)
-        p = log.partition(TOPIC, 0)
-        for start in range(0, child.FILL_RECORDS, 200):
-            values, keys, timestamps = history.columns(start, 200)
-            p.append(values, keys=keys, timestamps=timestamps, acks=1)
+    child.fill(path, history)
     env = childproc.child_env()
     children = [Running(["writer", path, SEED, 0, "none", "before", RUN_S], env),
                 Running(["cleaner", path, SEED, 0, "none", "before", RUN_S], env)]

@@ -38,18 +38,12 @@ import collections
 import hashlib
 import os
 import random
-import selectors
 import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import msgpack
 import childproc  # tests/childproc.py (tests/conftest.py puts that folder on sys.path)
-import pytest
 
 import strom
 
@@ -77,66 +71,26 @@ child = childproc.load_module(CHILD_SCRIPT, "strom_tests_crash_child")
 
 
 
-class Writer:
+class Writer(childproc.LineChild):
     """One crash_child.py process and what it has acknowledged so far."""
 
     def __init__(self, path: str, writer: int, round_: int, seed: int, env: dict[str, str],
                  split: bool) -> None:
+        super().__init__(CHILD_SCRIPT, [path, TOPIC, writer, round_, seed] + (["split"] if split else []),
+                         env, f"writer {writer}")
         self.writer = writer
-        self.stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            [sys.executable, str(CHILD_SCRIPT), path, TOPIC, str(writer), str(round_), str(seed)]
-            + (["split"] if split else []),
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.stderr, env=env)
-        self.fd = self.proc.stdout.fileno()
-        self.started = time.monotonic()
         self.ready_at: float | None = None
         self.truncated_at_open = 0  # bytes of torn tail its own recovery cut
         self.acks: list[tuple[int, int, int]] = []  # (batch index, base offset, record count)
-        self.eof = False
-        self.killed = False
-        self._buf = b""
 
-    def feed(self) -> None:
-        """Read what the pipe holds (call when select says it is readable)."""
-        data = os.read(self.fd, 1 << 16)
-        if not data:
-            self.eof = True
-            return
-        self._buf += data
-        *lines, self._buf = self._buf.split(b"\n")
-        for line in lines:
-            fields = line.split()
-            if fields[0] == b"ready":
-                self.ready_at = time.monotonic()
-                self.truncated_at_open = int(fields[2])
-            else:
-                i, base, count = map(int, fields)
-                self.acks.append((i, base, count))
-
-    def kill(self) -> None:
-        """SIGKILL, reap, and read every line it wrote before it died."""
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-        self.killed = True
-        self.proc.wait(timeout=CHILD_TIMEOUT_S)
-        while not self.eof:
-            self.feed()
-        assert not self._buf, f"writer {self.writer} left a partial line {self._buf!r}"
-        self.proc.stdout.close()
-
-    def died_on_its_own(self) -> str:
-        self.stderr.seek(0)
-        return (f"writer {self.writer} exited with {self.proc.returncode} before it was killed:\n"
-                + self.stderr.read().decode(errors="replace"))
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        if self.proc.stdout and not self.proc.stdout.closed:
-            self.proc.stdout.close()
-        self.stderr.close()
+    def on_line(self, line: bytes) -> None:
+        fields = line.split()
+        if fields[0] == b"ready":
+            self.ready_at = time.monotonic()
+            self.truncated_at_open = int(fields[2])
+        else:
+            i, base, count = map(int, fields)
+            self.acks.append((i, base, count))
 
 
 class KillPlan:
@@ -165,6 +119,14 @@ class KillPlan:
             return len(w.acks) >= self.acks or now >= w.ready_at + 2.0
         return now >= w.ready_at + self.delay
 
+    def wait(self, w: Writer, now: float) -> float | None:
+        """How long until this plan may be due without a line from the writer."""
+        if self.mode == "starting":
+            return w.started + self.delay - now
+        if w.ready_at is not None and self.delay is not None:
+            return w.ready_at + self.delay - now
+        return None
+
 
 def run_writers(path: str, round_: int, seed: int, n_writers: int, rng: random.Random,
                 env: dict[str, str], modes: collections.Counter) -> list[Writer]:
@@ -176,40 +138,8 @@ def run_writers(path: str, round_: int, seed: int, n_writers: int, rng: random.R
     plans = [KillPlan(rng) for _ in writers]
     for plan in plans:
         modes[plan.mode] += 1
-    sel = selectors.DefaultSelector()
-    try:
-        for w in writers:
-            sel.register(w.fd, selectors.EVENT_READ, w)
-        deadline = time.monotonic() + CHILD_TIMEOUT_S
-        while not all(w.killed for w in writers):
-            now = time.monotonic()
-            assert now < deadline, "writers hung: neither acknowledging nor dying"
-            for w, plan in zip(writers, plans):
-                if not w.killed and plan.due(w, now):
-                    sel.unregister(w.fd)
-                    w.kill()
-            waits = []
-            for w, plan in zip(writers, plans):
-                if w.killed:
-                    continue
-                if plan.mode == "starting":
-                    waits.append(w.started + plan.delay - now)
-                elif w.ready_at is not None and plan.delay is not None:
-                    waits.append(w.ready_at + plan.delay - now)
-            timeout = max(0.0, min(waits)) if waits else 0.05
-            for key, _ in sel.select(timeout):
-                w = key.data
-                w.feed()
-                if w.eof:
-                    w.proc.wait(timeout=CHILD_TIMEOUT_S)
-                    pytest.fail(w.died_on_its_own())
-        for w in writers:
-            assert w.proc.returncode == -signal.SIGKILL, w.died_on_its_own()
-        return writers
-    finally:
-        sel.close()
-        for w in writers:
-            w.close()
+    childproc.kill_by_plans(writers, plans, "writers")
+    return writers
 
 
 def iter_records(p: strom.Partition, start: int, end: int):

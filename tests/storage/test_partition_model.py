@@ -19,21 +19,17 @@ MemoryFileSystem (the two must behave the same).
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, precondition,
+from hypothesis.stateful import (initialize, invariant, precondition,
                                  rule)
 
+from partition_machine import PartitionMachine  # tests/storage/partition_machine.py
 import strom
-from strom import ManualClock, OffsetOutOfRangeError
-from strom.storage.fs import OS_FS
-from strom.storage.memfs import MemoryFileSystem
+from strom import OffsetOutOfRangeError
 from strom.storage.segment import segment_name
 
-T0 = 1_700_000_000_000
 TOPIC = "m"
 
 _headers = st.one_of(
@@ -54,17 +50,11 @@ def _norm_headers(h):
     return [tuple(pair) for pair in h] if h else None
 
 
-class PartitionModel(RuleBasedStateMachine):
-    memory = False  # True: the log lives in a MemoryFileSystem
+class PartitionModel(PartitionMachine):
+    topic = TOPIC
 
     def __init__(self) -> None:
         super().__init__()
-        if self.memory:
-            self.fs, self.dir = MemoryFileSystem(), "/model"
-        else:
-            self.fs, self.dir = OS_FS, tempfile.mkdtemp(prefix="strom-model-")
-        self.clock = ManualClock(T0)
-        self.log: strom.Log | None = None
         self.records: list[tuple] = []  # records from log_start_offset to the end
         self.batches: list[int] = []    # base offsets of the batches in self.records
         self.start = 0
@@ -87,26 +77,7 @@ class PartitionModel(RuleBasedStateMachine):
             "segment.ms": segment_ms})
         self.p = self.log.partition(TOPIC, 0)
 
-    def teardown(self) -> None:
-        try:
-            if self.log is not None:
-                assert self.p.verify() == []
-                self.log.close()
-        finally:
-            if not self.memory:
-                shutil.rmtree(self.dir, ignore_errors=True)
-
     # -- model helpers ----------------------------------------------------------------
-
-    @property
-    def pdir(self) -> str:
-        return os.path.join(self.dir, TOPIC, "0")
-
-    def layout(self) -> list[tuple[int, int]]:
-        """(base offset, file size) of every segment, oldest first, as on disk."""
-        return [(s.base_offset,
-                 self.fs.file_size(os.path.join(self.pdir, segment_name(s.base_offset))))
-                for s in self.p.segments]
 
     def max_ts(self, lo: int, hi: int) -> int | None:
         recs = self.records[lo - self.start:hi - self.start]
