@@ -304,92 +304,23 @@ class _Pass:
                     horizons: _Horizons, delete_retention_ms: int) -> bool:
         """Copy ``group`` keeping the latest record per key; swap it in.  False if aborted."""
         p = self.p
-        now = self.now
         out = _Output(p, group[0].base_offset)
-        changed = len(group) > 1
-        read = kept_total = tombstones = 0
-        kept_dirty_tombstone = False
+        g = _GroupTally(changed=len(group) > 1)
         survivors = self.survivors
         try:
             for seg in group:
                 for b, raw in _batches(seg, self.stop):
-                    if survivors is not None and b.base_offset >= dirty_offset:
-                        # Every key of the dirty tail is in the map: a record here
-                        # stays exactly when its offset is its key's latest.
-                        hits = (bisect_right(survivors, b.base_offset + b.last_offset_delta)
-                                - bisect_left(survivors, b.base_offset))
-                        if not hits:
-                            read += b.record_count
-                            changed = True
-                            continue
-                        if hits == b.record_count:
-                            read += hits
-                            kept_total += hits
-                            kept_dirty_tombstone = True  # it may hold one: its clock starts now
-                            out.add((raw,), b.size, b.base_offset, b.next_offset, b.max_timestamp)
-                            continue
-                        offsets, timestamps, keys, values, headers = b.columns()
-                        if type(offsets) is range:  # dense: positions are offset - base
-                            lo = bisect_left(survivors, b.base_offset)
-                            k_offsets = survivors[lo:lo + hits]
-                            pick = itemgetter(*map(b.base_offset.__rsub__, k_offsets))
-                            n = len(values)
-                            read += n
-                            kept_total += hits
-                            if hits == 1:
-                                k_values, k_keys, k_ts = [pick(values)], [pick(keys)], [pick(timestamps)]
-                                k_headers = [pick(headers)] if headers is not None else None
-                            else:
-                                k_values, k_keys, k_ts = list(pick(values)), list(pick(keys)), \
-                                    list(pick(timestamps))
-                                k_headers = list(pick(headers)) if headers is not None else None
-                            if None in k_values:
-                                kept_dirty_tombstone = True
-                            changed = True
-                            out.add(*_reencode(b, k_offsets, k_keys, k_values, k_ts, k_headers))
-                            continue
-                    else:
-                        offsets, timestamps, keys, values, headers = b.columns()
-                    n = len(values)
-                    read += n
-                    if keys is None:  # no keys at all: nothing a compacted topic keeps
-                        changed = True
-                        continue
-                    keep = list(map(le, map(latest.get, keys, offsets), offsets))
-                    if None in keys:
-                        for i, k in enumerate(keys):
-                            if k is None:
-                                keep[i] = False
-                    if None in values:
-                        for i, v in enumerate(values):
-                            if v is None and keep[i]:
-                                off = offsets[i]
-                                if off >= dirty_offset:
-                                    kept_dirty_tombstone = True  # first clean: its clock starts now
-                                    continue
-                                first = horizons.first_cleaned(off)
-                                if first is not None and first + delete_retention_ms <= now:
-                                    keep[i] = False
-                                    tombstones += 1
-                    kept = sum(keep)
-                    kept_total += kept
-                    if kept == n:
-                        out.add((raw,), b.size, b.base_offset, b.next_offset, b.max_timestamp)
-                        continue
-                    changed = True
-                    if not kept:
-                        continue
-                    out.add(*_reencode(
-                        b, list(compress(offsets, keep)), list(compress(keys, keep)),
-                        list(compress(values, keep)), list(compress(timestamps, keep)),
-                        list(compress(headers, keep)) if headers is not None else None))
+                    if not (survivors is not None and b.base_offset >= dirty_offset
+                            and self._copy_dirty(b, raw, out, g, survivors)):
+                        self._copy_mapped(b, raw, out, g, latest, dirty_offset, horizons,
+                                          delete_retention_ms)
                 self.advance(seg.size)
-            self.records_read += read
+            self.records_read += g.read
             self.bytes_read += sum(s.size for s in group)
-            if not changed:  # nothing to drop, nothing to merge: leave the segment as it is
+            if not g.changed:  # nothing to drop, nothing to merge: leave the segment as it is
                 out.discard(p.fs)
-                self.records_kept += read
-                self.kept_dirty_tombstone |= kept_dirty_tombstone
+                self.records_kept += g.read
+                self.kept_dirty_tombstone |= g.kept_dirty_tombstone
                 return True
             out.finish()
         except FileNotFoundError:
@@ -403,11 +334,102 @@ class _Pass:
                                  out.next_offset, out.max_timestamp)
         if new is None:
             return False
-        self.records_kept += kept_total
-        self.tombstones_removed += tombstones
+        self.records_kept += g.kept
+        self.tombstones_removed += g.tombstones
         self.bytes_written += out.pos
-        self.kept_dirty_tombstone |= kept_dirty_tombstone
+        self.kept_dirty_tombstone |= g.kept_dirty_tombstone
         return True
+
+    @staticmethod
+    def _copy_dirty(b: RecordBatch, raw: memoryview, out: _Output, g: _GroupTally,
+                    survivors: list[int]) -> bool:
+        """Copy a batch of the dirty tail by the sorted latest offsets; False if it cannot.
+
+        Every key of the dirty tail is in the map, so a record here stays
+        exactly when its offset is its key's latest: a batch with no survivor
+        goes and one with only survivors stays, undecoded; a dense batch with
+        some picks them by position.  A batch with offset gaps (rare here) is
+        left to :meth:`_copy_mapped`.
+        """
+        base = b.base_offset
+        lo = bisect_left(survivors, base)
+        hits = bisect_right(survivors, base + b.last_offset_delta) - lo
+        n = b.record_count
+        if hits == n:
+            g.read += n
+            g.kept += n
+            g.kept_dirty_tombstone = True  # it may hold one: its clock starts now
+            out.add((raw,), b.size, base, b.next_offset, b.max_timestamp)
+            return True
+        g.changed = True
+        if not hits:
+            g.read += n
+            return True
+        offsets, timestamps, keys, values, headers = b.columns()
+        if type(offsets) is not range:
+            return False
+        kept = survivors[lo:lo + hits]
+        pick = itemgetter(*map(base.__rsub__, kept))
+        if hits == 1:
+            columns = [[pick(c)] if c is not None else None for c in (keys, values, timestamps, headers)]
+        else:
+            columns = [list(pick(c)) if c is not None else None
+                       for c in (keys, values, timestamps, headers)]
+        g.read += n
+        g.kept += hits
+        g.kept_dirty_tombstone |= None in columns[1]
+        out.add(*_reencode(b, kept, *columns))
+        return True
+
+    def _copy_mapped(self, b: RecordBatch, raw: memoryview, out: _Output, g: _GroupTally,
+                     latest: dict, dirty_offset: int, horizons: _Horizons,
+                     delete_retention_ms: int) -> None:
+        """Copy a batch record by record: kept when its key's latest offset in the map is
+        its own (or its key is not in the map), and it is not a tombstone past its horizon."""
+        offsets, timestamps, keys, values, headers = b.columns()
+        n = len(values)
+        g.read += n
+        if keys is None:  # no keys at all: nothing a compacted topic keeps
+            g.changed = True
+            return
+        keep = list(map(le, map(latest.get, keys, offsets), offsets))
+        if None in keys:
+            for i, k in enumerate(keys):
+                if k is None:
+                    keep[i] = False
+        if None in values:
+            for i, v in enumerate(values):
+                if v is None and keep[i]:
+                    off = offsets[i]
+                    if off >= dirty_offset:
+                        g.kept_dirty_tombstone = True  # first clean: its clock starts now
+                        continue
+                    first = horizons.first_cleaned(off)
+                    if first is not None and first + delete_retention_ms <= self.now:
+                        keep[i] = False
+                        g.tombstones += 1
+        kept = sum(keep)
+        g.kept += kept
+        if kept == n:
+            out.add((raw,), b.size, b.base_offset, b.next_offset, b.max_timestamp)
+            return
+        g.changed = True
+        if kept:
+            out.add(*_reencode(
+                b, list(compress(offsets, keep)), list(compress(keys, keep)),
+                list(compress(values, keep)), list(compress(timestamps, keep)),
+                list(compress(headers, keep)) if headers is not None else None))
+
+
+@dataclasses.dataclass(slots=True)
+class _GroupTally:
+    """What the copy of one group has done so far."""
+
+    changed: bool = False
+    read: int = 0
+    kept: int = 0
+    tombstones: int = 0
+    kept_dirty_tombstone: bool = False
 
 
 def _reencode(b: RecordBatch, offsets: list[int], keys: list, values: list,

@@ -430,15 +430,14 @@ class Partition:
                 fs.fsync_dir(self.path)
                 fs.unlink(cleaned)
                 continue
-            else:
-                try:
-                    body = read_meta(fs, marker, "swap")
-                    replaces = [int(b) for b in body["replaces"]]
-                except (CorruptMetadataError, KeyError, TypeError, ValueError):
-                    replaces = []  # unreadable: written before the rename, so nothing to finish
-                for b in replaces:
-                    if b > base:
-                        self._delete_segment_files(self._new_segment(b))
+            try:
+                body = read_meta(fs, marker, "swap")
+                replaces = [int(b) for b in body["replaces"]]
+            except (CorruptMetadataError, KeyError, TypeError, ValueError):
+                replaces = []  # unreadable: written before the rename, so nothing to finish
+            for b in replaces:
+                if b > base:
+                    self._delete_segment_files(self._new_segment(b))
             fs.fsync_dir(self.path)
             fs.unlink(marker)
 
@@ -575,8 +574,9 @@ class Partition:
         self._check_usable()
         with self._lock, self._locked():
             self._sync_tail(locked=True)
-            if any(n.endswith(SWAP_SUFFIX) for n in self.fs.listdir(self.path)):
-                self._resolve_swaps(self.fs.listdir(self.path))
+            names = self.fs.listdir(self.path)
+            if any(n.endswith(SWAP_SUFFIX) for n in names):
+                self._resolve_swaps(names)
                 self._reload_segments()
             return list(self._segments)
 
