@@ -487,6 +487,34 @@ def test_lost_cleaner_checkpoint_only_makes_the_clean_longer(env, damage):
         parts[0].cleaner_checkpoint()["dirty_offset"] == parts[1].segments[-1].base_offset
 
 
+def test_a_clean_that_dies_before_its_checkpoint_after_merging_across_the_dirty_offset(env,
+                                                                                     monkeypatch):
+    """A clean merges the clean head with the dirty tail into one segment, then dies before
+    writing its checkpoint: the dirty offset now lies inside that segment, whose records past
+    it the next clean's map does not cover.  The next clean keeps every key's latest."""
+    p = env.topic({"segment.bytes": 100_000})
+    for i in range(20):
+        put(p, [(b"head-%d" % i, b"a")])
+    p.roll()
+    clean_partition(p, force=True)
+    for i in range(20):
+        put(p, [(b"tail-%d" % i, b"b")])
+    p.roll()
+    # The same as a crash between the last swap and the checkpoint (or a truncation meanwhile).
+    monkeypatch.setattr(p, "write_cleaner_checkpoint", lambda *args, **kwargs: False)
+    clean_partition(p, force=True)
+    monkeypatch.undo()
+    assert [s.base_offset for s in p.segments] == [0, 40]  # one segment across offset 20
+    assert p.cleaner_checkpoint()["dirty_offset"] == 20
+    for i in range(5):
+        put(p, [(b"late-%d" % i, b"c")])
+    p.roll()
+    clean_partition(p, force=True)
+    assert sorted(state(p)) == sorted([b"head-%d" % i for i in range(20)]
+                                      + [b"tail-%d" % i for i in range(20)]
+                                      + [b"late-%d" % i for i in range(5)])
+
+
 # -- one cleaner per partition --------------------------------------------------------------------
 
 

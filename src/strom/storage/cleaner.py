@@ -300,9 +300,15 @@ class _Pass:
         self.survivors = sorted(latest.values())
         return latest, covered
 
-    def clean_group(self, group: list[Segment], latest: dict, dirty_offset: int,
+    def clean_group(self, group: list[Segment], latest: dict, dirty_offset: int, map_start: int,
                     horizons: _Horizons, delete_retention_ms: int) -> bool:
-        """Copy ``group`` keeping the latest record per key; swap it in.  False if aborted."""
+        """Copy ``group`` keeping the latest record per key; swap it in.  False if aborted.
+
+        ``map_start`` is where the map's segments begin: from there on every
+        key is in the map.  It may lie past ``dirty_offset`` (a clean that
+        died after merging a group across the dirty offset, before its
+        checkpoint, leaves the dirty offset inside a segment).
+        """
         p = self.p
         out = _Output(p, group[0].base_offset)
         g = _GroupTally(changed=len(group) > 1)
@@ -310,7 +316,7 @@ class _Pass:
         try:
             for seg in group:
                 for b, raw in _batches(seg, self.stop):
-                    if not (survivors is not None and b.base_offset >= dirty_offset
+                    if not (survivors is not None and b.base_offset >= map_start
                             and self._copy_dirty(b, raw, out, g, survivors)):
                         self._copy_mapped(b, raw, out, g, latest, dirty_offset, horizons,
                                           delete_retention_ms)
@@ -551,10 +557,11 @@ def _clean_locked(p: Partition, *, force: bool, now_ms: int | None, progress: Pr
         return None, False  # retention or truncation removed a dirty segment meanwhile: next time
     end = first_dirty + covered
     clean_end = segs[end].base_offset if dirty else dirty_offset
+    map_start = dirty[0].base_offset if dirty else clean_end
     rewrite = cleanable[:end]
     complete = True
     for group in _groups(rewrite, config.segment_bytes, clean_end):
-        if not job.clean_group(group, latest, dirty_offset, horizons, retention):
+        if not job.clean_group(group, latest, dirty_offset, map_start, horizons, retention):
             complete = False  # the segments changed under us (retention, truncation): next time
             break
     if complete:
