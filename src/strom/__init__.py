@@ -20,6 +20,7 @@ from .errors import *  # noqa: F403 - every error class, as errors.__all__ lists
 from .records import (ConsumerRecord, OffsetAndMetadata, OffsetAndTimestamp, PartitionInfo,
                       RecordMetadata, TopicDescription, TopicInfo, TopicPartition)
 from .storage import Log, Partition, RecoveryResult, Topic
+from .storage.cleaner import CleanResult
 from .storage import open_log as open
 from .client.producer import FutureRecordMetadata, Producer
 from .client.consumer import Consumer, ConsumerRebalanceListener, RecordColumns
@@ -50,6 +51,7 @@ __all__ = [
     "Partition",
     "RecordBatch",
     "RecoveryResult",
+    "CleanResult",
     "TopicConfig",
     "TopicInfo",
     "TopicDescription",
