@@ -38,6 +38,7 @@ bench-quick: $(STAMP)
 	$(PY) benchmarks/client.py --quick
 	$(PY) benchmarks/groups.py --quick
 	$(PY) benchmarks/compaction.py --quick
+	$(PY) -m benchmarks --smoke --no-install
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis

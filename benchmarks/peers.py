@@ -245,6 +245,161 @@ class Peer:
         self.stop()
 
 
+# -- strom -----------------------------------------------------------------------
+
+STROM_BATCH = 10_000
+
+
+def _strom_latency_consumer(conn, path: str, topic: str, n: int) -> None:
+    """strom latency consumer: another process iterating a Consumer on the same directory."""
+    try:
+        import strom
+        log = strom.open(path, cleaner=False)
+        try:
+            c = strom.Consumer(log, topic, auto_offset_reset="earliest",
+                               consumer_timeout_ms=READY_TIMEOUT_S * 1000)
+            pairs = []
+            ready_sent = False
+            unpack = _HEADER.unpack_from
+            now = time.monotonic_ns
+            got = 0
+            for r in c:
+                t = now()
+                seq, sent = unpack(r.value)
+                if seq < 0:
+                    if not ready_sent:
+                        conn.send("ready")
+                        ready_sent = True
+                    continue
+                pairs.append((seq, t - sent))
+                got += 1
+                if got == n:
+                    break
+            c.close()
+        finally:
+            log.close()
+        conn.send(pairs)
+    except Exception as e:  # noqa: BLE001 - reported as the reason
+        conn.send(f"{type(e).__name__}: {e}")
+
+
+class _Strom(Peer):
+    """strom itself: a Log opened in this process (``strom.open(dir, cleaner=False)``).
+
+    Every produce and latency run writes a fresh topic with the requested
+    partitions (the previous one is deleted).  Per-record: ``Producer.send()``
+    per record (the default partitioner routes by key), then ``flush()``;
+    batch: ``Producer.send_batch()`` of 10,000 records.  Consume: a
+    ``Consumer`` subscribed with auto_offset_reset="earliest", iterated
+    record by record.  Latency: ``send()`` per record with linger_ms=0; a
+    child process opens the same directory and iterates a Consumer.
+    """
+
+    acks: int | str = 1
+    linger_ms = 0
+
+    def start(self):
+        try:
+            import strom
+        except ImportError as e:
+            raise PeerUnavailable(f"strom not importable ({e}); run with src on PYTHONPATH")
+        super().start()
+        self.strom = strom
+        self.version = strom.__version__
+        self.path = os.path.join(self.scratch, "log")
+        self.log = strom.open(self.path, cleaner=False)
+        self._topic = None
+
+    def stop(self):
+        log = getattr(self, "log", None)
+        if log is not None:
+            log.close()
+            self.log = None
+        super().stop()
+
+    def _new_topic(self, partitions: int, prefix: str = "run") -> str:
+        if self._topic is not None:
+            self.log.delete_topic(self._topic)
+            self._topic = None
+        topic = f"{prefix}{self._next_run()}"
+        self.log.create_topic(topic, partitions=partitions)
+        self._topic = topic
+        return topic
+
+    def produce(self, values, keys, partitions, batch):
+        self._expect(keys, values)
+        topic = self._new_topic(partitions)
+        n = len(values)
+        p = self.strom.Producer(self.log, acks=self.acks, linger_ms=self.linger_ms)
+        try:
+            t = time.perf_counter()
+            if batch:
+                sb = p.send_batch
+                for i in range(0, n, STROM_BATCH):
+                    sb(topic, values[i:i + STROM_BATCH], keys[i:i + STROM_BATCH])
+            else:
+                send = p.send
+                for k, v in zip(keys, values):
+                    send(topic, value=v, key=k)
+                p.flush()
+            elapsed = time.perf_counter() - t
+        finally:
+            p.close()
+        c = self.strom.Consumer(self.log, auto_offset_reset="earliest")
+        tps = [self.strom.TopicPartition(topic, i) for i in range(partitions)]
+        count = sum(c.end_offsets(tps).values())
+        c.close()
+        check(f"{self.name} produce", count, n)
+        return elapsed
+
+    def consume(self, n, partitions):
+        c = self.strom.Consumer(self.log, self._topic, auto_offset_reset="earliest",
+                                consumer_timeout_ms=10_000)
+        count = nbytes = 0
+        t = time.perf_counter()
+        if n:
+            for r in c:
+                nbytes += len(r.key) + len(r.value)
+                count += 1
+                if count == n:
+                    break
+        elapsed = time.perf_counter() - t
+        c.close()
+        check(f"{self.name} consume", count, n, nbytes, self._want_bytes)
+        return elapsed
+
+    def latency(self, rate, seconds):
+        n = int(rate * seconds)
+        topic = self._new_topic(1, "latency")
+        p = self.strom.Producer(self.log, acks=self.acks, linger_ms=0)
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_strom_latency_consumer, args=(child, self.path, topic, n),
+                           daemon=True)
+        proc.start()
+        send = p.send
+        try:
+            paced_send(lambda i: send(topic, value=latency_value(i), key=LATENCY_KEY), n, rate,
+                       lambda s: send(topic, value=latency_value(s), key=LATENCY_KEY), conn=parent)
+            pairs = _recv_result(parent, proc)
+        finally:
+            stop_pid(proc)
+            p.close()
+        return latencies_from(pairs, n)
+
+
+class StromAcks1(_Strom):
+    name = "strom (acks=1)"
+    durability = "acks=1: written to the OS, survives kill -9 (not power loss)"
+    acks = 1
+
+
+class StromAcksAll(_Strom):
+    name = "strom (acks=all)"
+    durability = "acks=all: fdatasync before acknowledging, survives power loss"
+    acks = "all"
+
+
 # -- floor: a bare Python loop writing to a file ---------------------------------
 
 def _pipe_consumer(conn, n: int) -> None:
@@ -1174,7 +1329,7 @@ class PersistQueue(Peer):
 
 # -- all -------------------------------------------------------------------------
 
-PEER_CLASSES = (Floor, SQLite, RedisStreams, TansuConfluent, TansuKafkaPython, PersistQueue)
+PEER_CLASSES = (StromAcks1, StromAcksAll, Floor, SQLite, RedisStreams, TansuConfluent, TansuKafkaPython, PersistQueue)
 
 
 def all_peers(scratch_dir: str) -> list[Peer]:
