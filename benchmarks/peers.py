@@ -190,6 +190,31 @@ def latencies_from(pairs: list[tuple[int, int]], n: int) -> list[int]:
 
 # -- interface -------------------------------------------------------------------
 
+def _latency_loop(conn, n: int, fetch) -> None:
+    """A latency consumer's loop: ``fetch()`` returns the next values (maybe none); each
+    value carries its sequence number and send time (:func:`latency_value`).  Warm-up
+    values (negative sequence) make it say "ready" once; it sends back (seq, latency ns)
+    pairs after ``n`` records."""
+    pairs = []
+    ready_sent = False
+    unpack = _HEADER.unpack_from
+    now = time.monotonic_ns
+    got = 0
+    while got < n:
+        values = fetch()
+        t = now()
+        for value in values:
+            seq, sent = unpack(value)
+            if seq < 0:
+                if not ready_sent:
+                    conn.send("ready")
+                    ready_sent = True
+                continue
+            pairs.append((seq, t - sent))
+            got += 1
+    conn.send(pairs)
+
+
 class Peer:
     """One system a user might pick instead of strom."""
 
@@ -251,34 +276,21 @@ STROM_BATCH = 10_000
 
 
 def _strom_latency_consumer(conn, path: str, topic: str, n: int) -> None:
-    """strom latency consumer: another process iterating a Consumer on the same directory."""
+    """strom latency consumer: another process polling a Consumer on the same directory."""
     try:
         import strom
         log = strom.open(path, cleaner=False)
         try:
             c = strom.Consumer(log, topic, auto_offset_reset="earliest",
                                consumer_timeout_ms=READY_TIMEOUT_S * 1000)
-            pairs = []
-            ready_sent = False
-            unpack = _HEADER.unpack_from
-            now = time.monotonic_ns
-            got = 0
-            for r in c:
-                t = now()
-                seq, sent = unpack(r.value)
-                if seq < 0:
-                    if not ready_sent:
-                        conn.send("ready")
-                        ready_sent = True
-                    continue
-                pairs.append((seq, t - sent))
-                got += 1
-                if got == n:
-                    break
+
+            def fetch():
+                return [r.value for recs in c.poll(timeout_ms=500, max_records=1000).values()
+                        for r in recs]
+            _latency_loop(conn, n, fetch)
             c.close()
         finally:
             log.close()
-        conn.send(pairs)
     except Exception as e:  # noqa: BLE001 - reported as the reason
         conn.send(f"{type(e).__name__}: {e}")
 
@@ -404,23 +416,7 @@ class StromAcksAll(_Strom):
 
 def _pipe_consumer(conn, n: int) -> None:
     """Floor latency consumer: receives bytes over a multiprocessing pipe."""
-    pairs = []
-    ready_sent = False
-    unpack = _HEADER.unpack_from
-    now = time.monotonic_ns
-    got = 0
-    while got < n:
-        data = conn.recv_bytes()
-        t = now()
-        seq, sent = unpack(data)
-        if seq < 0:
-            if not ready_sent:
-                conn.send("ready")
-                ready_sent = True
-            continue
-        pairs.append((seq, t - sent))
-        got += 1
-    conn.send(pairs)
+    _latency_loop(conn, n, lambda: [conn.recv_bytes()])
 
 
 class Floor(Peer):
@@ -537,29 +533,17 @@ def _sqlite_consumer(conn, path: str, n: int, poll_s: float) -> None:
         db = sqlite3.connect(path)
         db.execute("PRAGMA journal_mode=WAL")
         last = 0
-        pairs = []
-        ready_sent = False
-        unpack = _HEADER.unpack_from
-        now = time.monotonic_ns
-        got = 0
         q = "SELECT off, value FROM events WHERE off > ? ORDER BY off"
-        while got < n:
+
+        def fetch():
+            nonlocal last
             rows = db.execute(q, (last,)).fetchall()
-            t = now()
             if not rows:
                 time.sleep(poll_s)
-                continue
-            for off, value in rows:
-                seq, sent = unpack(value)
-                if seq < 0:
-                    if not ready_sent:
-                        conn.send("ready")
-                        ready_sent = True
-                    continue
-                pairs.append((seq, t - sent))
-                got += 1
+                return []
             last = rows[-1][0]
-        conn.send(pairs)
+            return [value for _off, value in rows]
+        _latency_loop(conn, n, fetch)
     except Exception as e:  # noqa: BLE001 - reported as the reason
         conn.send(f"{type(e).__name__}: {e}")
 
@@ -683,28 +667,16 @@ def _redis_consumer(conn, port: int, stream: str, n: int) -> None:
         import redis
         r = redis.Redis(host="127.0.0.1", port=port)
         last = "0-0"
-        pairs = []
-        ready_sent = False
-        unpack = _HEADER.unpack_from
-        now = time.monotonic_ns
-        got = 0
-        while got < n:
+
+        def fetch():
+            nonlocal last
             resp = r.xread({stream: last}, count=REDIS_READ_COUNT, block=1000)
-            t = now()
             if not resp:
-                continue
+                return []
             entries = resp[0][1]
-            for _id, fields in entries:
-                seq, sent = unpack(fields[b"v"])
-                if seq < 0:
-                    if not ready_sent:
-                        conn.send("ready")
-                        ready_sent = True
-                    continue
-                pairs.append((seq, t - sent))
-                got += 1
             last = entries[-1][0]
-        conn.send(pairs)
+            return [fields[b"v"] for _id, fields in entries]
+        _latency_loop(conn, n, fetch)
     except Exception as e:  # noqa: BLE001 - reported as the reason
         conn.send(f"{type(e).__name__}: {e}")
 
@@ -930,10 +902,14 @@ def _confluent_latency_consumer(conn, bootstrap: str, topic: str, n: int) -> Non
         # for k messages or the timeout.
         poll = c.poll
 
-        def batch():
+        def fetch():
             m = poll(0.5)
-            return [] if m is None else [(m.value(), m.error())]
-        _kafka_latency_loop(conn, n, batch)
+            if m is None:
+                return []
+            if m.error() is not None:
+                raise RuntimeError(str(m.error()))
+            return [m.value()]
+        _latency_loop(conn, n, fetch)
         c.close()
     except Exception as e:  # noqa: BLE001 - reported as the reason
         conn.send(f"{type(e).__name__}: {e}")
@@ -948,38 +924,13 @@ def _kafka_python_latency_consumer(conn, bootstrap: str, topic: str, n: int) -> 
         c.assign([tp])
         c.seek(tp, 0)
 
-        def batch():
-            out = []
-            for recs in c.poll(timeout_ms=500, max_records=1000).values():
-                out.extend((r.value, None) for r in recs)
-            return out
-        _kafka_latency_loop(conn, n, batch)
+        def fetch():
+            return [r.value for recs in c.poll(timeout_ms=500, max_records=1000).values()
+                    for r in recs]
+        _latency_loop(conn, n, fetch)
         c.close()
     except Exception as e:  # noqa: BLE001 - reported as the reason
         conn.send(f"{type(e).__name__}: {e}")
-
-
-def _kafka_latency_loop(conn, n: int, fetch) -> None:
-    pairs = []
-    ready_sent = False
-    unpack = _HEADER.unpack_from
-    now = time.monotonic_ns
-    got = 0
-    while got < n:
-        msgs = fetch()
-        t = now()
-        for value, err in msgs:
-            if err is not None:
-                raise RuntimeError(str(err))
-            seq, sent = unpack(value)
-            if seq < 0:
-                if not ready_sent:
-                    conn.send("ready")
-                    ready_sent = True
-                continue
-            pairs.append((seq, t - sent))
-            got += 1
-    conn.send(pairs)
 
 
 class TansuConfluent(_Tansu):
