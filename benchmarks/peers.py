@@ -146,9 +146,9 @@ def latency_value(seq: int) -> bytes:
     return _HEADER.pack(seq, time.monotonic_ns()).ljust(LATENCY_VALUE_BYTES, b".")
 
 
-def paced_send(send, n: int, rate: int, warmup_until_ready, ready: threading.Event | None = None,
-               conn=None) -> None:
-    """Warm up until the consumer says it is ready, then call ``send(seq)`` n times at ``rate``/s."""
+def paced_send(send, n: int, rate: int, ready: threading.Event | None = None, conn=None) -> None:
+    """Warm up (``send`` of negative sequence numbers) until the consumer says it is ready,
+    then call ``send(seq)`` for seq in 0..n-1 at ``rate``/s."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     seq_w = -1
     while True:
@@ -161,7 +161,7 @@ def paced_send(send, n: int, rate: int, warmup_until_ready, ready: threading.Eve
             break
         if time.monotonic() > deadline:
             raise VerificationError(f"latency consumer not ready within {READY_TIMEOUT_S:.0f} s")
-        warmup_until_ready(seq_w)
+        send(seq_w)
         seq_w -= 1
         time.sleep(0.05)
     interval = 1.0 / rate
@@ -390,14 +390,8 @@ class _Strom(Peer):
                            daemon=True)
         proc.start()
         send = p.send
-        try:
-            paced_send(lambda i: send(topic, value=latency_value(i), key=LATENCY_KEY), n, rate,
-                       lambda s: send(topic, value=latency_value(s), key=LATENCY_KEY), conn=parent)
-            pairs = _recv_result(parent, proc)
-        finally:
-            stop_pid(proc)
-            p.close()
-        return latencies_from(pairs, n)
+        return child_latency(lambda i: send(topic, value=latency_value(i), key=LATENCY_KEY),
+                             n, rate, parent, proc, p.close)
 
 
 class StromAcks1(_Strom):
@@ -501,14 +495,21 @@ class Floor(Peer):
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=_pipe_consumer, args=(child, n), daemon=True)
         proc.start()
-        try:
-            send = parent.send_bytes
-            paced_send(lambda i: send(latency_value(i)), n, rate,
-                       lambda s: send(latency_value(s)), conn=parent)
-            pairs = _recv_result(parent, proc)
-        finally:
-            stop_pid(proc)
-        return latencies_from(pairs, n)
+        send = parent.send_bytes
+        return child_latency(lambda i: send(latency_value(i)), n, rate, parent, proc)
+
+
+def child_latency(send, n: int, rate: int, parent, proc, cleanup=None) -> list[int]:
+    """Paced ``send(seq)`` calls to a started consumer process (talking on ``parent``);
+    returns its latencies.  The process is stopped and ``cleanup()`` called whatever happens."""
+    try:
+        paced_send(send, n, rate, conn=parent)
+        pairs = _recv_result(parent, proc)
+    finally:
+        stop_pid(proc)
+        if cleanup is not None:
+            cleanup()
+    return latencies_from(pairs, n)
 
 
 def _recv_result(conn, proc, timeout: float = READY_TIMEOUT_S):
@@ -644,15 +645,9 @@ class SQLite(Peer):
         proc = ctx.Process(target=_sqlite_consumer, args=(child, path, n, self.poll_s), daemon=True)
         proc.start()
         ins = "INSERT INTO events(part, key, value) VALUES (0, ?, ?)"
-        try:
-            # isolation_level=None: each INSERT is its own committed transaction.
-            paced_send(lambda i: db.execute(ins, (LATENCY_KEY, latency_value(i))), n, rate,
-                       lambda s: db.execute(ins, (LATENCY_KEY, latency_value(s))), conn=parent)
-            pairs = _recv_result(parent, proc)
-        finally:
-            stop_pid(proc)
-            db.close()
-        return latencies_from(pairs, n)
+        # isolation_level=None: each INSERT is its own committed transaction.
+        return child_latency(lambda i: db.execute(ins, (LATENCY_KEY, latency_value(i))),
+                             n, rate, parent, proc, db.close)
 
 
 # -- Redis Streams ---------------------------------------------------------------
@@ -804,14 +799,8 @@ class RedisStreams(Peer):
         proc = ctx.Process(target=_redis_consumer, args=(child, self.port, stream, n), daemon=True)
         proc.start()
         xadd = self.r.xadd
-        try:
-            paced_send(lambda i: xadd(stream, {b"k": LATENCY_KEY, b"v": latency_value(i)}), n, rate,
-                       lambda s: xadd(stream, {b"k": LATENCY_KEY, b"v": latency_value(s)}), conn=parent)
-            pairs = _recv_result(parent, proc)
-        finally:
-            stop_pid(proc)
-            self.r.delete(stream)
-        return latencies_from(pairs, n)
+        return child_latency(lambda i: xadd(stream, {b"k": LATENCY_KEY, b"v": latency_value(i)}),
+                             n, rate, parent, proc, lambda: self.r.delete(stream))
 
 
 # -- tansu (Kafka protocol), two client libraries --------------------------------
@@ -1055,15 +1044,10 @@ class TansuConfluent(_Tansu):
         def send(seq):
             p.produce(topic, latency_value(seq), LATENCY_KEY, partition=0)
             p.flush(10)
-        try:
-            paced_send(send, n, rate, send, conn=parent)
-            pairs = _recv_result(parent, proc)
-        finally:
-            stop_pid(proc)
-            p.close()
+        latencies = child_latency(send, n, rate, parent, proc, p.close)
         if errors:
             raise VerificationError(f"confluent latency produce errors: {errors[:3]}")
-        return latencies_from(pairs, n)
+        return latencies
 
 
 class TansuKafkaPython(_Tansu):
@@ -1169,13 +1153,7 @@ class TansuKafkaPython(_Tansu):
         def send(seq):
             p.send(topic, value=latency_value(seq), key=LATENCY_KEY, partition=0)
             p.flush()
-        try:
-            paced_send(send, n, rate, send, conn=parent)
-            pairs = _recv_result(parent, proc)
-        finally:
-            stop_pid(proc)
-            p.close()
-        return latencies_from(pairs, n)
+        return child_latency(send, n, rate, parent, proc, p.close)
 
 
 # -- persist-queue ---------------------------------------------------------------
@@ -1270,8 +1248,7 @@ class PersistQueue(Peer):
         th = threading.Thread(target=consumer, daemon=True)
         th.start()
         put = q.put
-        paced_send(lambda i: put((LATENCY_KEY, latency_value(i))), n, rate,
-                   lambda s: put((LATENCY_KEY, latency_value(s))), ready=ready)
+        paced_send(lambda i: put((LATENCY_KEY, latency_value(i))), n, rate, ready=ready)
         th.join(READY_TIMEOUT_S)
         if failure:
             raise VerificationError(f"persist-queue latency consumer: {failure[0]!r}")
