@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # Crash rounds: `make test` runs the default bounded loops; `make soak` runs thousands.
 SOAK_ROUNDS ?= 3000
 
-.PHONY: demo test soak bench bench-quick clean
+.PHONY: demo test soak bench bench-deep bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ soak: $(STAMP)
 	STROM_COMPACTION_CRASH_ROUNDS=1000 $(PY) -m pytest -q -s tests/storage/test_compaction_crash.py
 
 bench: $(STAMP)
+	$(PY) -m benchmarks
+
+bench-deep: $(STAMP)
 	$(PY) benchmarks/storage.py
 	$(PY) benchmarks/client.py
 	$(PY) benchmarks/groups.py
