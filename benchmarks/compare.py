@@ -8,7 +8,13 @@ the ratio of each strom figure to each peer's from the same run:
   batch produce wrote), at 100-byte and 1 KiB values with 16-byte keys, on
   1 and 8 partitions;
 * produce-to-consume latency p50/p99/p99.9 of 100-byte values sent one at a
-  time at a fixed rate on 1 partition, consumer in another process.
+  time at a fixed rate on 1 partition, consumer in another process;
+* recovery: open time after SIGKILL of a process writing 100-byte records
+  (``open_s``, the median; ``records_per_s`` is the records readable after
+  the open over ``open_s``), killed once it has acknowledged about n;
+* compaction: keeping the latest record per key of n 100-byte records over
+  n/20 keys (``records_per_s``: records examined / seconds; bytes before and
+  after where known; sqlite3 also with ``VACUUM``, ``vacuum_s``).
 
 Each figure is the median of ``REPEATS`` runs (one in a quick run).  The
 number of records per run is fixed per peer (``N_FULL``): a million where the
@@ -19,7 +25,7 @@ measured on fewer records is still comparable; its n is in every row.
     python benchmarks/compare.py --quick                # about a minute
     python benchmarks/compare.py --json results.json    # full run, ~10 minutes
 
-``run(scratch, quick, progress)`` returns the report as a JSON-able dict;
+``run(scratch, quick, progress, systems, workloads)`` returns the report as a JSON-able dict;
 ``ratios(results)`` and ``markdown(report)`` work on it.
 """
 
@@ -70,6 +76,10 @@ N_QUICK = {"redis streams": 2_000, "tansu + kafka-python": 2_000, "persist-queue
 N_QUICK_DEFAULT = 10_000
 
 STROM_NAMES = ("strom (acks=1)", "strom (acks=all)")
+WORKLOADS = ("produce", "consume", "latency", "recovery", "compaction")
+#: Value bytes of the recovery and compaction records; compaction keys: one per this many records.
+RECORD_VALUE_BYTES = 100
+COMPACTION_KEY_SHARE = 20
 
 
 def n_for(name: str, value_bytes: int, quick: bool) -> int:
@@ -98,6 +108,12 @@ class Records:
         if len(values) == n:
             return values, keys
         return values[:n], keys[:n]
+
+    def compaction_keys(self, n: int) -> list[bytes]:
+        """n 16-byte keys drawn from n/20 distinct ones."""
+        rnd = random.Random(self.seed + 1)
+        k = max(1, n // COMPACTION_KEY_SHARE)
+        return [b"user-%011d" % rnd.randrange(k) for _ in range(n)]
 
 
 # -- machine ---------------------------------------------------------------------
@@ -169,11 +185,23 @@ def _row(workload: str, system: str, mode: str | None, value_bytes: int, partiti
            "unavailable": None}
     if workload == "latency":
         row.update(p50_us=None, p99_us=None, p999_us=None, rate=rate)
+    elif workload == "recovery":
+        row.update(open_s=None, acknowledged=None, recovered=None)
+    elif workload == "compaction":
+        row.update(keys=None, kept=None, bytes_before=None, bytes_after=None, vacuum_s=None,
+                   with_vacuum_records_per_s=None)
     return row
 
 
-def _cells(name: str, quick: bool) -> list[dict]:
+def _cells(name: str, quick: bool, workloads: Collection[str] = WORKLOADS) -> list[dict]:
     """Empty result rows of one peer, in the order they are measured."""
+    rows = [row for row in _all_cells(name, quick) if row["workload"] in workloads]
+    if "consume" in workloads and "produce" not in workloads:
+        raise ValueError("consume reads back what the batch produce wrote: run produce too")
+    return rows
+
+
+def _all_cells(name: str, quick: bool) -> list[dict]:
     rows = []
     for vb in VALUE_SIZES:
         for parts in PARTITIONS:
@@ -183,6 +211,9 @@ def _cells(name: str, quick: bool) -> list[dict]:
             rows.append(_row("consume", name, None, vb, parts, n))
     rate, seconds = LATENCY[quick]
     rows.append(_row("latency", name, None, LATENCY_VALUE_BYTES, 1, int(rate * seconds), rate))
+    n = n_for(name, RECORD_VALUE_BYTES, quick)
+    rows.append(_row("recovery", name, None, RECORD_VALUE_BYTES, 1, n))
+    rows.append(_row("compaction", name, None, RECORD_VALUE_BYTES, 1, n))
     return rows
 
 
@@ -190,12 +221,15 @@ def _pct(sorted_ns: list[int], q: float) -> float:
     return sorted_ns[min(len(sorted_ns) - 1, int(q * len(sorted_ns)))] / 1000
 
 
-def _run_peer(peer, rows: list[dict], records: Records, repeats: int, tick: Callable[[], None]) -> None:
-    """Fill the rows of one started peer; a failing cell records its error and the run goes on."""
+def _run_peer(peer, rows: list[dict], records: Records, repeats: int, tick: Callable[[], None],
+              walls: dict[str, float] | None = None) -> None:
+    """Fill the rows of one started peer; a failing cell records its error and the run goes on.
+    ``walls`` (if given) adds up the wall time of each workload."""
+    t0 = time.perf_counter()
     by_cell = {}
     for row in rows:
         by_cell[(row["workload"], row["mode"], row["value_bytes"], row["partitions"])] = row
-    for vb in VALUE_SIZES:
+    for vb in VALUE_SIZES if ("produce", MODES[0], VALUE_SIZES[0], PARTITIONS[0]) in by_cell else ():
         for parts in PARTITIONS:
             cell = [by_cell[("produce", m, vb, parts)] for m in MODES] + [by_cell[("consume", None, vb, parts)]]
             n = cell[0]["n"]
@@ -217,7 +251,70 @@ def _run_peer(peer, rows: list[dict], records: Records, repeats: int, tick: Call
             for row in cell:
                 if row["unavailable"] is None and row["seconds"]:
                     row["records_per_s"] = n / statistics.median(row["seconds"])
-    row = by_cell[("latency", None, LATENCY_VALUE_BYTES, 1)]
+    if walls is not None:
+        walls["produce+consume"] = walls.get("produce+consume", 0.0) + time.perf_counter() - t0
+    for workload, vb, fn in (("latency", LATENCY_VALUE_BYTES, lambda row: _run_latency(peer, row, repeats, tick)),
+                             ("recovery", RECORD_VALUE_BYTES,
+                              lambda row: _run_recovery(peer, row, records, repeats, tick)),
+                             ("compaction", RECORD_VALUE_BYTES,
+                              lambda row: _run_compaction(peer, row, records, repeats, tick))):
+        row = by_cell.get((workload, None, vb, 1))
+        if row is not None:
+            t = time.perf_counter()
+            fn(row)
+            if walls is not None:
+                walls[workload] = walls.get(workload, 0.0) + time.perf_counter() - t
+
+
+def _unavailable(e: Exception) -> str:
+    if isinstance(e, PeerUnavailable):
+        return str(e) or type(e).__name__
+    return f"failed: {type(e).__name__}: {e}"
+
+
+def _run_recovery(peer, row: dict, records: Records, repeats: int, tick: Callable[[], None]) -> None:
+    values, keys = records.get(row["n"], RECORD_VALUE_BYTES)
+    runs = []
+    for _ in range(repeats):
+        if row["unavailable"] is None:
+            try:
+                s = peer.recovery(values, keys)
+                row["seconds"].append(s)
+                runs.append((s, peer.last_recovery))
+            except Exception as e:  # noqa: BLE001 - reported in the row
+                row["unavailable"] = _unavailable(e)
+        tick()
+    if row["unavailable"] is None and runs:
+        s, counts = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
+        row.update(open_s=s, acknowledged=counts["acknowledged"], recovered=counts["recovered"],
+                   records_per_s=counts["recovered"] / s if s > 0 else None)
+
+
+def _run_compaction(peer, row: dict, records: Records, repeats: int, tick: Callable[[], None]) -> None:
+    n = row["n"]
+    values, _ = records.get(n, RECORD_VALUE_BYTES)
+    keys = records.compaction_keys(n)
+    runs = []
+    for _ in range(repeats):
+        if row["unavailable"] is None:
+            try:
+                r = peer.compaction(values, keys)
+                row["seconds"].append(r["seconds"])
+                runs.append(r)
+            except Exception as e:  # noqa: BLE001 - reported in the row
+                row["unavailable"] = _unavailable(e)
+        tick()
+    if row["unavailable"] is None and runs:
+        mid = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+        row.update(records_per_s=mid["records"] / mid["seconds"], keys=len(set(keys)), kept=mid["kept"],
+                   bytes_before=mid.get("bytes_before"), bytes_after=mid.get("bytes_after"))
+        vacs = [r["vacuum_s"] for r in runs if r.get("vacuum_s") is not None]
+        if vacs:
+            row["vacuum_s"] = statistics.median(vacs)
+            row["with_vacuum_records_per_s"] = mid["records"] / (mid["seconds"] + row["vacuum_s"])
+
+
+def _run_latency(peer, row: dict, repeats: int, tick: Callable[[], None]) -> None:
     rate = row["rate"]
     p50s, p99s, p999s = [], [], []
     for _ in range(repeats):
@@ -242,14 +339,16 @@ def _measurements(rows: list[dict], repeats: int) -> int:
 
 
 def run(scratch: str, quick: bool, progress: Callable[[int, int], None] | None = None,
-        systems: Collection[str] | None = None) -> dict:
+        systems: Collection[str] | None = None, workloads: Collection[str] | None = None) -> dict:
     """Run the matrix on every peer (or those named in ``systems``) under ``scratch``;
-    returns ``{"meta": ..., "results": [...]}``."""
+    ``workloads`` limits it to some of WORKLOADS.  Returns ``{"meta": ..., "results": [...]}``;
+    ``meta["workload_wall_s"]`` has the wall time spent in each workload."""
     repeats = REPEATS[quick]
     os.makedirs(scratch, exist_ok=True)
     meta = machine_facts(quick, scratch)
     peers = [p for p in all_peers(scratch) if systems is None or p.name in systems]
-    plan = [(peer, _cells(peer.name, quick)) for peer in peers]
+    plan = [(peer, _cells(peer.name, quick, WORKLOADS if workloads is None else workloads))
+            for peer in peers]
     total = sum(_measurements(rows, repeats) for _peer, rows in plan)
     done = 0
 
@@ -263,6 +362,7 @@ def run(scratch: str, quick: bool, progress: Callable[[int, int], None] | None =
     results: list[dict] = []
     meta["durability"] = {}
     meta["n"] = {}
+    walls: dict[str, float] = {}
     t0 = time.perf_counter()
     for peer, rows in plan:
         meta["durability"][peer.name] = peer.durability
@@ -278,11 +378,16 @@ def run(scratch: str, quick: bool, progress: Callable[[int, int], None] | None =
                 continue
             if getattr(peer, "version", None) and peer.name.startswith(("redis", "strom")):
                 meta.setdefault("server_versions", {})[peer.name] = peer.version
-            _run_peer(peer, rows, records, repeats, tick)
+            _run_peer(peer, rows, records, repeats, tick, walls)
         finally:
             peer.stop()
     meta["wall_s"] = round(time.perf_counter() - t0, 1)
+    meta["workload_wall_s"] = {k: round(v, 1) for k, v in walls.items()}
     return {"meta": meta, "results": results}
+
+
+#: What a ratio compares, by workload (records_per_s otherwise).
+METRIC = {"latency": "p99", "recovery": "open_s"}
 
 
 # -- ratios ----------------------------------------------------------------------
@@ -294,8 +399,9 @@ def _cell_key(row: dict) -> tuple:
 def ratios(results: list[dict]) -> list[dict]:
     """strom / peer for every cell and pair from the same run; > 1 means strom is ahead.
 
-    Throughput: strom records/s over the peer's.  Latency: the peer's p99
-    over strom's.  ``ratio`` is None when either side has no figure.
+    Throughput and compaction: strom records/s over the peer's.  Latency:
+    the peer's p99 over strom's.  Recovery: the peer's open_s over strom's.
+    ``ratio`` is None when either side has no figure.
     """
     cells: dict[tuple, dict[str, dict]] = {}
     for row in results:
@@ -312,12 +418,14 @@ def ratios(results: list[dict]) -> list[dict]:
                     continue
                 if workload == "latency":
                     num, den = p.get("p99_us"), s.get("p99_us")
+                elif workload == "recovery":
+                    num, den = p.get("open_s"), s.get("open_s")
                 else:
                     num, den = s["records_per_s"], p["records_per_s"]
                 ratio = num / den if num is not None and den else None
                 out.append({"workload": workload, "mode": mode, "value_bytes": vb, "partitions": parts,
                             "strom": s_name, "peer": p_name,
-                            "metric": "p99" if workload == "latency" else "records_per_s",
+                            "metric": METRIC.get(workload, "records_per_s"),
                             "ratio": ratio})
     return out
 
@@ -340,6 +448,13 @@ def fmt_us(x: float | None) -> str:
     if x is None:
         return "-"
     return f"{x:,.0f}" if x >= 100 else f"{x:.1f}"
+
+
+def fmt_ms(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    ms = seconds * 1000
+    return f"{ms:,.0f}" if ms >= 100 else f"{ms:.1f}" if ms >= 1 else f"{ms:.3f}"
 
 
 def fmt_ratio(x: float | None) -> str:
@@ -406,7 +521,50 @@ def markdown(report: dict) -> str:
     out += _table(["system", "p50", "p99", "p99.9"], rows, "<>>>")
     out.append("")
 
-    out.append("### strom / peer (same run; > 1 means strom is ahead; latency: peer p99 / strom p99)")
+    def note(r: dict | None) -> str:
+        if r is None:
+            return "-"
+        return (r["unavailable"] or "").replace("|", "/")
+
+    out.append(f"### Recovery after SIGKILL: open time (ms), {_size(RECORD_VALUE_BYTES)} values, 1 p")
+    out.append("")
+    out.append("A child process writes with the system's normal durability and is killed (SIGKILL; "
+               "for Redis the server) once it has acknowledged about n records; the figure is the "
+               "first open that recovers and can serve reads, with every acknowledged record there.")
+    out.append("")
+    rows = []
+    for name in systems:
+        r = index.get((name, "recovery", None, RECORD_VALUE_BYTES, 1))
+        ok = r is not None and r.get("open_s") is not None
+        rows.append([name, fmt_ms(r["open_s"]) if ok else "-",
+                     f"{r['acknowledged']:,}" if ok else "-", f"{r['recovered']:,}" if ok else "-",
+                     f"{r['n']:,}" if r else "-", note(r)])
+    out += _table(["system", "open ms", "acknowledged", "recovered", "n", "note"], rows, "<>>>><")
+    out.append("")
+
+    out.append(f"### Compaction: keep the latest record per key, {_size(RECORD_VALUE_BYTES)} values, "
+               f"n/{COMPACTION_KEY_SHARE} keys")
+    out.append("")
+    out.append("records/s = records examined / seconds; sqlite3: the DELETE a user would write, "
+               "then with VACUUM (which gives the space back) as a second figure.")
+    out.append("")
+    rows = []
+
+    def mb(x: int | None) -> str:
+        return "-" if x is None else f"{x / 1e6:,.1f}"
+    for name in systems:
+        r = index.get((name, "compaction", None, RECORD_VALUE_BYTES, 1))
+        ok = r is not None and r.get("records_per_s") is not None
+        rows.append([name, fmt_rate(r["records_per_s"]) if ok else "-",
+                     fmt_rate(r.get("with_vacuum_records_per_s")) if ok else "-",
+                     mb(r.get("bytes_before")) if ok else "-", mb(r.get("bytes_after")) if ok else "-",
+                     f"{r['kept']:,}" if ok else "-", f"{r['n']:,}" if r else "-", note(r)])
+    out += _table(["system", "records/s", "+ VACUUM rec/s", "MB before", "MB after", "kept", "n", "note"],
+                  rows, "<>>>>>><")
+    out.append("")
+
+    out.append("### strom / peer (same run; > 1 means strom is ahead; latency: peer p99 / strom p99; "
+               "recovery: peer open time / strom open time)")
     out.append("")
     rat = {(r["strom"], r["peer"], r["workload"], r["mode"], r["value_bytes"], r["partitions"]): r["ratio"]
            for r in ratios(results)}
@@ -418,6 +576,8 @@ def markdown(report: dict) -> str:
             keys.append((workload, mode, vb, parts))
     heads.append("p99 lat")
     keys.append(("latency", None, LATENCY_VALUE_BYTES, 1))
+    heads += ["recovery", "compaction"]
+    keys += [("recovery", None, RECORD_VALUE_BYTES, 1), ("compaction", None, RECORD_VALUE_BYTES, 1)]
     rows = []
     for s_name in STROM_NAMES:
         if s_name not in systems:
@@ -434,9 +594,12 @@ def markdown(report: dict) -> str:
     out.append("")
     rows = []
     for name in systems:
+        # A workload a system does not have is said in that workload's table, not here.
         reasons = list(dict.fromkeys(
             r["unavailable"] if r["unavailable"].startswith("failed:") else f"unavailable: {r['unavailable']}"
-            for r in results if r["system"] == name and r["unavailable"]))
+            for r in results if r["system"] == name and r["unavailable"]
+            and not (r["workload"] in ("recovery", "compaction") and not r["unavailable"].startswith("failed:")
+                     and any(o["system"] == name and not o["unavailable"] for o in results))))
         rows.append([name, meta.get("durability", {}).get(name, ""), "; ".join(reasons) or "ran"])
     out += _table(["system", "durability", "status"], rows, "<<<")
     out.append("")
@@ -460,12 +623,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="write the report as JSON to this path")
     ap.add_argument("--dir", default=None, help="parent of the scratch directory")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--workloads", default=None,
+                    help="comma-separated subset of " + ",".join(WORKLOADS) + " (default: all)")
+    ap.add_argument("--systems", default=None, help="comma-separated peer names (default: all)")
     args = ap.parse_args(argv)
     if args.dir:
         os.makedirs(args.dir, exist_ok=True)
     scratch = tempfile.mkdtemp(prefix="strom-compare-", dir=args.dir)
     try:
-        report = run(scratch, args.quick, None if args.no_progress else _bar)
+        report = run(scratch, args.quick, None if args.no_progress else _bar,
+                     systems=args.systems.split(",") if args.systems else None,
+                     workloads=args.workloads.split(",") if args.workloads else None)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     report["ratios"] = ratios(report["results"])
@@ -475,6 +643,8 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
             f.write("\n")
+    print(f"wall time by workload (s): {report['meta'].get('workload_wall_s')}; total {report['meta']['wall_s']} s",
+          file=sys.stderr)
     failed = [r for r in report["results"] if (r["unavailable"] or "").startswith("failed:")]
     return 1 if failed else 0
 

@@ -19,6 +19,23 @@ wrong (count of records, bytes of keys and values):
   processes).  Each record carries ``time.monotonic_ns()`` of its send;
   the consumer subtracts it from ``time.monotonic_ns()`` when it has the
   record (CLOCK_MONOTONIC is one clock for all processes on Linux).
+* ``recovery(values, keys) -> seconds``: open time after a crash.  A child
+  process (spawned) appends the given records over and over, with the
+  peer's normal durability, in blocks of ``RECOVERY_BLOCK`` (one record per
+  call for persist-queue, which has no bulk call), and counts in shared
+  memory what was acknowledged.  Once it has acknowledged ``len(values)``
+  records the parent kills the process that holds the data (the writer;
+  for Redis the server) with SIGKILL, then times the first open that
+  recovers and can serve reads, and checks that every acknowledged record
+  is there.  ``last_recovery`` keeps the counts of the last run.
+* ``compaction(values, keys) -> dict``: keep the latest record per key of
+  ``len(values)`` records; returns ``seconds``, ``records`` examined,
+  ``kept``, ``bytes_before``/``bytes_after`` (None when unknown) and, for
+  sqlite3, ``vacuum_s``.  Peers with no per-key compaction raise
+  ``PeerUnavailable`` saying so.
+
+Each workload a peer cannot run raises ``PeerUnavailable`` with the reason
+(at ``start()`` for the whole peer, in the workload for one workload).
 
 The seconds are ``time.perf_counter()`` around the work only: opening files,
 connecting and creating topics happen before the clock starts, verification
@@ -262,12 +279,85 @@ class Peer:
     def latency(self, rate: int, seconds: float) -> list[int]:
         raise NotImplementedError
 
+    def recovery(self, values: list[bytes], keys: list[bytes]) -> float:
+        raise PeerUnavailable("no recovery workload for this peer")
+
+    def compaction(self, values: list[bytes], keys: list[bytes]) -> dict:
+        raise PeerUnavailable("no per-key compaction")
+
+    def _recovered(self, acknowledged: int, recovered: int) -> None:
+        self.last_recovery = {"acknowledged": acknowledged, "recovered": recovered}
+        if recovered < acknowledged:
+            raise VerificationError(f"{self.name} recovery: {recovered} records after the crash, "
+                                    f"{acknowledged} were acknowledged")
+
     def __enter__(self) -> Peer:
         self.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+# -- recovery: a writer killed with SIGKILL --------------------------------------
+
+#: Records per write call of a recovery writer (the peer's batch, or per record).
+RECOVERY_BLOCK = 1000
+#: How long a recovery writer may take to acknowledge its records / a server to answer.
+RECOVERY_TIMEOUT_S = 300.0
+
+
+def _writer_main(conn, acked, write_loop, args) -> None:
+    """A recovery writer's body: report "ready" or the reason it failed on ``conn``."""
+    try:
+        write_loop(conn, acked, *args)
+    except Exception as e:  # noqa: BLE001 - reported as the reason
+        with contextlib.suppress(Exception):
+            conn.send(f"{type(e).__name__}: {e}")
+
+
+def kill_after(write_loop, args: tuple, n: int, also_kill: subprocess.Popen | None = None) -> int:
+    """Spawn ``write_loop(conn, acked, *args)`` (it adds to ``acked.value`` after each
+    acknowledged write, forever); once ``acked.value >= n`` SIGKILL ``also_kill`` (a server
+    holding the data) if given, then the writer.  Returns what was acknowledged."""
+    ctx = multiprocessing.get_context("spawn")
+    acked = ctx.Value("q", 0, lock=False)
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_writer_main, args=(child, acked, write_loop, args), daemon=True)
+    proc.start()
+    deadline = time.monotonic() + RECOVERY_TIMEOUT_S
+    try:
+        while acked.value < n:
+            if not proc.is_alive() or parent.poll(0):
+                why = parent.recv() if parent.poll(0) else f"exit code {proc.exitcode}"
+                raise VerificationError(f"recovery writer stopped after {acked.value} records: {why}")
+            if time.monotonic() > deadline:
+                raise VerificationError(f"recovery writer acknowledged {acked.value} of {n} records "
+                                        f"in {RECOVERY_TIMEOUT_S:.0f} s")
+            time.sleep(0.001)
+        if also_kill is not None:
+            os.kill(also_kill.pid, signal.SIGKILL)
+            also_kill.wait()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join()
+    finally:
+        if proc.is_alive():
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.join()
+    return acked.value
+
+
+def _block(values: list[bytes], keys: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+    """The records a recovery writer repeats (few, so that spawning it copies little)."""
+    if not values:
+        raise ValueError("no records")
+    return values[:RECOVERY_BLOCK], keys[:RECOVERY_BLOCK]
+
+
+def compaction_unavailable(why: str):
+    def compaction(self, values, keys):
+        raise PeerUnavailable(f"no per-key compaction: {why}")
+    return compaction
 
 
 # -- strom -----------------------------------------------------------------------
@@ -295,6 +385,18 @@ def _strom_latency_consumer(conn, path: str, topic: str, n: int) -> None:
         conn.send(f"{type(e).__name__}: {e}")
 
 
+def _strom_recovery_writer(conn, acked, path: str, topic: str, acks, values, keys) -> None:
+    """strom recovery writer: ``Partition.append`` of a block, acknowledged when it returns."""
+    import strom
+    log = strom.open(path, cleaner=False)
+    log.create_topic(topic, partitions=1)
+    append = log.partition(topic, 0).append
+    k = len(values)
+    while True:
+        append(values, keys, acks=acks)
+        acked.value += k
+
+
 class _Strom(Peer):
     """strom itself: a Log opened in this process (``strom.open(dir, cleaner=False)``).
 
@@ -305,6 +407,12 @@ class _Strom(Peer):
     ``Consumer`` subscribed with auto_offset_reset="earliest", iterated
     record by record.  Latency: ``send()`` per record with linger_ms=0; a
     child process opens the same directory and iterates a Consumer.
+    Recovery: the writer appends blocks of 1,000 records with the peer's
+    acks to a directory of its own; the open timed is ``strom.open(dir)`` +
+    ``partition(topic, 0).info()``.  Compaction: ``clean_partition(p,
+    force=True)`` of one sealed partition (benchmarks/compaction.py's fill:
+    plain batches, about 8 segments), checked (records examined, kept,
+    ``verify()``).
     """
 
     acks: int | str = 1
@@ -394,6 +502,52 @@ class _Strom(Peer):
                              n, rate, parent, proc, p.close)
 
 
+    def recovery(self, values, keys):
+        path = os.path.join(self.scratch, f"recovery{self._next_run()}")
+        block_v, block_k = _block(values, keys)
+        acked = kill_after(_strom_recovery_writer, (path, "events", self.acks, block_v, block_k), len(values))
+        t = time.perf_counter()
+        log = self.strom.open(path)
+        info = log.partition("events", 0).info()
+        elapsed = time.perf_counter() - t
+        log.close()
+        shutil.rmtree(path, ignore_errors=True)
+        self._recovered(acked, info.log_end_offset - info.log_start_offset)
+        return elapsed
+
+    def compaction(self, values, keys):
+        import compaction as cbench  # benchmarks/compaction.py: fill()
+        import storage as storage_bench
+
+        from strom.storage.cleaner import clean_partition
+        n = len(values)
+        d = os.path.join(self.scratch, f"compact{self._next_run()}")
+        size = n * (len(values[0]) + len(keys[0]))
+        segment_bytes = min(cbench.SEGMENT_BYTES, max(1 << 20, size // 8))
+        per = cbench.RECORDS_PER_APPEND
+        cbench.fill(d, storage_bench.batches_of(values, per), storage_bench.batches_of(keys, per),
+                    None, segment_bytes)
+        log = self.strom.open(d, cleaner=False)
+        try:
+            p = log.partition(cbench.TOPIC, 0)
+            t = time.perf_counter()
+            result = clean_partition(p, force=True)
+            elapsed = time.perf_counter() - t
+            distinct = len(set(keys))
+            if result is None or result.records_read != n or result.records_kept != distinct:
+                raise VerificationError(f"strom compaction examined {result and result.records_read} "
+                                        f"records, kept {result and result.records_kept}; expected "
+                                        f"{n} and {distinct}")
+            problems = p.verify()
+            if problems:
+                raise VerificationError(f"strom compaction left a damaged partition: {problems[:3]}")
+        finally:
+            log.close()
+            shutil.rmtree(d, ignore_errors=True)
+        return {"seconds": elapsed, "records": result.records_read, "kept": result.records_kept,
+                "bytes_before": result.bytes_before, "bytes_after": result.bytes_after}
+
+
 class StromAcks1(_Strom):
     name = "strom (acks=1)"
     durability = "acks=1: written to the OS, survives kill -9 (not power loss)"
@@ -413,13 +567,26 @@ def _pipe_consumer(conn, n: int) -> None:
     _latency_loop(conn, n, lambda: [conn.recv_bytes()])
 
 
+def _floor_recovery_writer(conn, acked, path: str, values, keys) -> None:
+    """Floor recovery writer: ``writelines`` of a block + ``flush()``, acknowledged then."""
+    data = list(chain.from_iterable(zip(keys, values)))
+    k = len(values)
+    with open(path, "ab") as f:
+        while True:
+            f.writelines(data)
+            f.flush()
+            acked.value += k
+
+
 class Floor(Peer):
     """The floor: ``f.write(key); f.write(value)`` per record into a buffered file.
 
     Not a usable log (no framing, no offsets): it reads back because it knows
     the fixed key and value sizes.  Batch mode hands the interleaved records to
     ``f.writelines`` (one C loop).  Latency: a multiprocessing pipe between two
-    Python processes, the cross-process floor.
+    Python processes, the cross-process floor.  Recovery: the writer
+    ``writelines`` + ``flush()`` blocks of 1,000 records; the open timed is
+    ``open()`` + ``fstat`` (the size gives the count).
     """
 
     name = "floor (file loop)"
@@ -499,6 +666,24 @@ class Floor(Peer):
         return child_latency(lambda i: send(latency_value(i)), n, rate, parent, proc)
 
 
+    def recovery(self, values, keys):
+        path = os.path.join(self.scratch, f"recovery{self._next_run()}.bin")
+        block_v, block_k = _block(values, keys)
+        rec = len(block_k[0]) + len(block_v[0])
+        if any(len(k) + len(v) != rec for k, v in zip(block_k, block_v)):
+            raise ValueError("the floor recovers fixed-size records only")
+        acked = kill_after(_floor_recovery_writer, (path, block_v, block_k), len(values))
+        t = time.perf_counter()
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+        elapsed = time.perf_counter() - t
+        os.unlink(path)
+        self._recovered(acked, size // rec)
+        return elapsed
+
+    compaction = compaction_unavailable("a bare file has no keys to compact by")
+
+
 def child_latency(send, n: int, rate: int, parent, proc, cleanup=None) -> list[int]:
     """Paced ``send(seq)`` calls to a started consumer process (talking on ``parent``);
     returns its latencies.  The process is stopped and ``cleanup()`` called whatever happens."""
@@ -549,6 +734,23 @@ def _sqlite_consumer(conn, path: str, n: int, poll_s: float) -> None:
         conn.send(f"{type(e).__name__}: {e}")
 
 
+def _sqlite_recovery_writer(conn, acked, path: str, values, keys) -> None:
+    """sqlite recovery writer: ``executemany`` of a block + COMMIT, acknowledged then."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("CREATE TABLE IF NOT EXISTS events ("
+               "off INTEGER PRIMARY KEY, part INTEGER NOT NULL, key BLOB, value BLOB)")
+    rows = [(0, k, v) for k, v in zip(keys, values)]
+    ins = "INSERT INTO events(part, key, value) VALUES (?, ?, ?)"
+    k = len(rows)
+    while True:
+        db.execute("BEGIN")
+        db.executemany(ins, rows)
+        db.execute("COMMIT")
+        acked.value += k
+
+
 class SQLite(Peer):
     """stdlib sqlite3 as an append-only event table (WAL, synchronous=NORMAL).
 
@@ -558,6 +760,14 @@ class SQLite(Peer):
     off`` per partition, iterating the cursor.  Latency: the consumer process
     polls ``WHERE off > last`` every 0.1 ms (sqlite has no notification across
     processes); the producer commits each record.
+
+    Recovery: the writer commits ``executemany`` blocks of 1,000 rows; the
+    open timed is ``connect()`` + ``SELECT count(*)`` (the first read
+    replays the WAL).  Compaction: what a user would write to keep the
+    latest row per key, ``DELETE FROM events WHERE off NOT IN (SELECT
+    max(off) FROM events GROUP BY key)`` in one transaction, on the event
+    table as the other workloads define it (no index on key); then
+    ``VACUUM`` (timed apart) gives the space back to the file system.
     """
 
     name = "sqlite3"
@@ -650,6 +860,57 @@ class SQLite(Peer):
                              n, rate, parent, proc, db.close)
 
 
+    def recovery(self, values, keys):
+        path = os.path.join(self.scratch, f"recovery{self._next_run()}.db")
+        block_v, block_k = _block(values, keys)
+        acked = kill_after(_sqlite_recovery_writer, (path, block_v, block_k), len(values))
+        t = time.perf_counter()
+        db = sqlite3.connect(path)
+        (count,) = db.execute("SELECT count(*) FROM events").fetchone()
+        elapsed = time.perf_counter() - t
+        db.close()
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                os.unlink(path + suffix)
+        self._recovered(acked, count)
+        return elapsed
+
+    def compaction(self, values, keys):
+        n = len(values)
+        path = os.path.join(self.scratch, f"compact{self._next_run()}.db")
+        db = self._open(path)
+        ins = "INSERT INTO events(part, key, value) VALUES (0, ?, ?)"
+        rows = list(zip(keys, values))
+        for i in range(0, n, SQLITE_BATCH):
+            db.execute("BEGIN")
+            db.executemany(ins, rows[i:i + SQLITE_BATCH])
+            db.execute("COMMIT")
+        del rows
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        before = os.path.getsize(path)
+        t = time.perf_counter()
+        db.execute("BEGIN")
+        db.execute("DELETE FROM events WHERE off NOT IN (SELECT max(off) FROM events GROUP BY key)")
+        db.execute("COMMIT")
+        elapsed = time.perf_counter() - t
+        t = time.perf_counter()
+        db.execute("VACUUM")
+        vacuum_s = time.perf_counter() - t
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        after = os.path.getsize(path)
+        kept, distinct = db.execute("SELECT count(*), count(DISTINCT key) FROM events").fetchone()
+        db.close()
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                os.unlink(path + suffix)
+        want = len(set(keys))
+        if kept != want or distinct != want:
+            raise VerificationError(f"sqlite3 compaction kept {kept} rows of {distinct} keys, "
+                                    f"expected {want}")
+        return {"seconds": elapsed, "records": n, "kept": kept, "bytes_before": before,
+                "bytes_after": after, "vacuum_s": vacuum_s}
+
+
 # -- Redis Streams ---------------------------------------------------------------
 
 REDIS_PIPELINE = 1000
@@ -676,6 +937,20 @@ def _redis_consumer(conn, port: int, stream: str, n: int) -> None:
         conn.send(f"{type(e).__name__}: {e}")
 
 
+def _redis_recovery_writer(conn, acked, port: int, stream: str, values, keys) -> None:
+    """Redis recovery writer: pipelined XADD of a block, acknowledged when the replies are in."""
+    import redis
+    r = redis.Redis(host="127.0.0.1", port=port)
+    pipe = r.pipeline(transaction=False)
+    fields = [{b"k": k, b"v": v} for k, v in zip(keys, values)]
+    k = len(fields)
+    while True:
+        for f in fields:
+            pipe.xadd(stream, f)
+        pipe.execute()
+        acked.value += k
+
+
 class RedisStreams(Peer):
     """Redis Streams through redis-py; redis-server with AOF everysec.
 
@@ -683,6 +958,8 @@ class RedisStreams(Peer):
     per record (one round trip each); batch: pipelined XADD, 1,000 per round
     trip (transaction=False).  Consume: ``XRANGE COUNT 10000`` from the last
     id read.  Latency: the consumer process blocks in ``XREAD BLOCK``.
+    Recovery: see ``recovery()``; AOF everysec loses nothing to a killed
+    process (the AOF is written before the reply), only to a lost machine.
     """
 
     name = "redis streams"
@@ -702,13 +979,10 @@ class RedisStreams(Peer):
         if not binary:
             raise PeerUnavailable("redis-server not on PATH; run benchmarks/install_peers.sh")
         super().start()
+        self.binary = binary
         self.port = free_port()
         log = os.path.join(self.scratch, "redis.log")
-        self.proc = subprocess.Popen(
-            [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", self.scratch,
-             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-             "--daemonize", "no", "--protected-mode", "yes", "--logfile", log],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self.proc = self._server(self.scratch, self.port, log)
         try:
             wait_for_port(self.port, self.proc, 10, log)
             self.r = redis.Redis(host="127.0.0.1", port=self.port)
@@ -722,13 +996,62 @@ class RedisStreams(Peer):
             raise PeerUnavailable(f"redis-server started but does not answer: {e}")
         self._streams = []
 
+    def _server(self, directory: str, port: int, log: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [self.binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", directory,
+             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+             "--daemonize", "no", "--protected-mode", "yes", "--logfile", log],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
     def stop(self):
         stop_pid(self.proc)
         self.proc = None
+        stop_pid(getattr(self, "_recovery_proc", None))
+        self._recovery_proc = None
         super().stop()
 
     def pids(self):
         return [self.proc.pid] if self.proc else []
+
+    def recovery(self, values, keys):
+        """A server of its own on a directory of its own: the writer process pipelines XADD
+        blocks of 1,000; the server is killed with SIGKILL, then a new redis-server on the
+        same directory is timed from its start until it answers PING and XLEN."""
+        import redis
+        d = os.path.join(self.scratch, f"recovery{self._next_run()}")
+        os.makedirs(d)
+        port = free_port()
+        log = os.path.join(d, "redis.log")
+        self._recovery_proc = self._server(d, port, log)
+        wait_for_port(port, self._recovery_proc, 10, log)
+        block_v, block_k = _block(values, keys)
+        acked = kill_after(_redis_recovery_writer, (port, "events", block_v, block_k), len(values),
+                           also_kill=self._recovery_proc)
+        port = free_port()
+        r = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
+        deadline = time.monotonic() + RECOVERY_TIMEOUT_S
+        t = time.perf_counter()
+        self._recovery_proc = proc = self._server(d, port, log)
+        while True:
+            try:
+                r.ping()
+                count = r.xlen("events")
+                break
+            except (redis.ConnectionError, redis.BusyLoadingError, redis.TimeoutError):
+                if proc.poll() is not None:
+                    raise VerificationError(f"redis-server exited on restart: {tail(log)}")
+                if time.monotonic() > deadline:
+                    raise VerificationError(f"redis-server did not answer in {RECOVERY_TIMEOUT_S:.0f} s")
+                time.sleep(0.001)
+        elapsed = time.perf_counter() - t
+        r.close()
+        stop_pid(proc)
+        self._recovery_proc = None
+        shutil.rmtree(d, ignore_errors=True)
+        self._recovered(acked, count)
+        return elapsed
+
+    compaction = compaction_unavailable("Streams trim by length or id only (XTRIM), not by key")
 
     def produce(self, values, keys, partitions, batch):
         self._expect(keys, values)
@@ -872,6 +1195,12 @@ class _Tansu(Peer):
         topic = f"{prefix}{self._next_run()}"
         self._create_topic(topic, partitions)
         return topic
+
+    def recovery(self, values, keys):
+        raise PeerUnavailable("memory storage: nothing survives a crash")
+
+    compaction = compaction_unavailable("the broker's log cleaner runs on its own schedule "
+                                        "(cleanup.policy=compact), not on a client's call to time")
 
     # per client
     def _import_client(self): raise NotImplementedError
@@ -1158,6 +1487,17 @@ class TansuKafkaPython(_Tansu):
 
 # -- persist-queue ---------------------------------------------------------------
 
+def _pq_recovery_writer(conn, acked, directory: str, tempdir: str, values, keys) -> None:
+    """persist-queue recovery writer: ``put()`` per record, acknowledged when it returns."""
+    import persistqueue
+    put = persistqueue.Queue(directory, tempdir=tempdir).put
+    items = list(zip(keys, values))
+    while True:
+        for item in items:
+            put(item)
+            acked.value += 1
+
+
 class PersistQueue(Peer):
     """persist-queue's file queue (``persistqueue.Queue``), one queue per partition.
 
@@ -1165,6 +1505,8 @@ class PersistQueue(Peer):
     batch are the same ``put()`` loop: the file queue has no bulk API.
     Consume: ``get()`` + ``task_done()`` per item.  Latency: a consumer
     thread blocks in ``get()`` (the file queue is meant for one process).
+    Recovery: the writer ``put()``s record by record; the open timed is
+    ``Queue(dir)`` + ``qsize()``.
     """
 
     name = "persist-queue"
@@ -1253,6 +1595,19 @@ class PersistQueue(Peer):
         if failure:
             raise VerificationError(f"persist-queue latency consumer: {failure[0]!r}")
         return latencies_from(pairs, n)
+
+    def recovery(self, values, keys):
+        d = os.path.join(self.scratch, f"recovery{self._next_run()}")
+        block_v, block_k = _block(values, keys)
+        acked = kill_after(_pq_recovery_writer, (d, self.scratch, block_v, block_k), len(values))
+        t = time.perf_counter()
+        count = self.pq.Queue(d, tempdir=self.scratch).qsize()
+        elapsed = time.perf_counter() - t
+        shutil.rmtree(d, ignore_errors=True)
+        self._recovered(acked, count)
+        return elapsed
+
+    compaction = compaction_unavailable("a FIFO queue has no keys")
 
 
 # -- all -------------------------------------------------------------------------
