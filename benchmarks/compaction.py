@@ -140,6 +140,17 @@ def fill(directory: str, vbatches: list, kbatches: list, compression: str | None
         log.close()
 
 
+def check_clean(p, result, n: int, distinct: int, error: type[BaseException]) -> None:
+    """Raise ``error`` unless a forced clean of ``n`` records over ``distinct`` keys examined
+    them all, kept one per key, and left a sound partition."""
+    if result is None or result.records_read != n or result.records_kept != distinct:
+        raise error(f"the clean examined {result and result.records_read} records and kept "
+                    f"{result and result.records_kept}; expected {n} and {distinct}")
+    problems = p.verify()
+    if problems:
+        raise error(f"the cleaned partition is damaged: {problems[:3]}")
+
+
 def read_and_clean(directory: str, n: int, distinct: int) -> tuple[float, CleanResult]:
     """Reopen the filled log; time a whole read, then one forced clean (checked)."""
     log = strom.open(directory, cleaner=False)
@@ -147,12 +158,7 @@ def read_and_clean(directory: str, n: int, distinct: int) -> tuple[float, CleanR
         p = log.partition(TOPIC, 0)
         read_s = read_partition(p, n)
         result = clean_partition(p, force=True)
-        if result is None or result.records_read != n or result.records_kept != distinct:
-            raise SystemExit(f"clean read {result and result.records_read} records, kept "
-                             f"{result and result.records_kept}; expected {n} and {distinct}")
-        problems = p.verify()
-        if problems:
-            raise SystemExit(f"the cleaned partition is damaged: {problems}")
+        check_clean(p, result, n, distinct, SystemExit)
     finally:
         log.close()
     return read_s, result

@@ -533,14 +533,7 @@ class _Strom(Peer):
             t = time.perf_counter()
             result = clean_partition(p, force=True)
             elapsed = time.perf_counter() - t
-            distinct = len(set(keys))
-            if result is None or result.records_read != n or result.records_kept != distinct:
-                raise VerificationError(f"strom compaction examined {result and result.records_read} "
-                                        f"records, kept {result and result.records_kept}; expected "
-                                        f"{n} and {distinct}")
-            problems = p.verify()
-            if problems:
-                raise VerificationError(f"strom compaction left a damaged partition: {problems[:3]}")
+            cbench.check_clean(p, result, n, len(set(keys)), VerificationError)
         finally:
             log.close()
             shutil.rmtree(d, ignore_errors=True)

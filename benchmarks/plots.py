@@ -31,6 +31,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.patches import Patch
 
+from storage import si  # benchmarks/storage.py: 3 significant figures with k/M
+
 __all__ = ["plot"]
 
 #: The configuration the charts show: the smallest values, one partition (the issue's headline case).
@@ -43,15 +45,6 @@ GAP_COLOR = "#e5e7eb"
 #: A reason under the chart is cut to this many characters; the JSON has it whole.
 REASON_CHARS = 110
 DPI = 130
-
-
-def _si(x: float) -> str:
-    """3 significant figures with k/M: 8.53M, 912k (storage.py's si)."""
-    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= div:
-            v = x / div
-            return f"{v:.3g}{suffix}" if v < 100 else f"{v:.0f}{suffix}"
-    return f"{x:.3g}"
 
 
 def _us(x: float) -> str:
@@ -174,14 +167,14 @@ def _throughput(report: dict, workload: str, out_stem: str) -> str:
     names = [m or workload for m in modes]
     rate = {(r["system"], r.get("mode") or workload): r.get("records_per_s") for r in rows}
     ns = sorted({r["n"] for r in rows if r.get("n")})
-    n_text = f", {_si(ns[0])} records" if len(ns) == 1 else ""
+    n_text = f", {si(ns[0])} records" if len(ns) == 1 else ""
     title = (f"{workload.capitalize()} throughput, {VALUE_BYTES} B values, {PARTITIONS} partition{n_text}"
              f" (higher is better)\n{_facts(report.get('meta', {}))}")
     return _chart(title, "records/s (log scale)", systems, names,
                   value=lambda s, m: rate.get((s, m)),
                   reason_of=lambda s: _unavailable(rows, s) or (
                       _unavailable(report["results"], s) if not any(r["system"] == s for r in rows) else None),
-                  label=_si, path=f"{out_stem}-{workload}.png")
+                  label=si, path=f"{out_stem}-{workload}.png")
 
 
 def _latency(report: dict, out_stem: str) -> str:
@@ -195,7 +188,7 @@ def _latency(report: dict, out_stem: str) -> str:
         rows = [r for r in rows if r.get("rate") in (rate, None)]
     pcts = (("p50", "p50_us"), ("p99", "p99_us"), ("p99.9", "p999_us"))
     by = {r["system"]: r for r in rows}
-    at = f" at {_si(rate)} records/s" if rate else ""
+    at = f" at {si(rate)} records/s" if rate else ""
     title = (f"Produce-to-consume latency{at}, {VALUE_BYTES} B values (lower is better)\n"
              f"{_facts(report.get('meta', {}))}")
     return _chart(title, "latency, µs (log scale)", systems, [p for p, _ in pcts],
